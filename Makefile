@@ -1,0 +1,33 @@
+# Quickstart targets: `make demo` and `make test`. Each creates/reuses .venv and installs what it needs.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU machines take the local CPU wheel of torch 2.13.0; GPU users may set TORCH_SPEC to their CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.rigstyle-installed
+DEMO_OUT ?= demo_out
+
+.PHONY: install demo test bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[blender,dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/rigstyle demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,156 @@
+"""Render one frame's passes headless and collect them as :class:`neural_backend.passes.FramePasses`.
+
+``beauty`` is a Cycles render written as float EXR (linear RGB). ``region`` is a second Cycles render with
+a one-sample emission override that reads the rig's per-face region attribute, so every pixel carries an
+exact label (no anti-aliased mixtures). Landmarks come from the evaluated (deformed) mesh, projected with
+the camera's intrinsics and extrinsics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from neural_backend.passes import FramePasses
+from rigs.lbs import barycentric_points
+
+from . import camera as cam
+from .images import load_pixels, save_png, srgb_from_linear
+from .names import LANDMARK_BARY_PROP, LANDMARK_FACES_PROP, REGION_ATTRIBUTE, REGION_MATERIAL
+from .rig_builder import RigObjects
+from .rig_params import read_params
+
+REGION_SCALE = 0.1  # emission value per label; labels 0..6 stay far apart after float round trips
+REGION_PALETTE = np.array(
+    [
+        [0.0, 0.0, 0.0],  # background
+        [0.9, 0.6, 0.5],  # skin
+        [0.2, 0.6, 1.0],  # eyes
+        [0.8, 0.1, 0.2],  # mouth interior
+        [0.5, 0.3, 0.1],  # hair/scalp
+        [0.3, 0.8, 0.3],  # neck/body
+        [0.6, 0.6, 0.6],  # other
+    ],
+    dtype=np.float32,
+)
+
+
+def render_frame_passes(
+    scene: bpy.types.Scene, objects: RigObjects, frame: int, shot: str, passes_dir: Path
+) -> FramePasses:
+    """Render ``frame`` and return its passes; writes EXR/PNG/NPZ copies into ``passes_dir``."""
+    passes_dir.mkdir(parents=True, exist_ok=True)
+    scene.frame_set(frame)
+    beauty_path = passes_dir / f"beauty_{frame:04d}.exr"
+    beauty = _render_exr(scene, beauty_path)[..., :3]
+    region_path = passes_dir / f"region_{frame:04d}.exr"
+    with _region_render_settings(scene):
+        region = np.rint(_render_exr(scene, region_path)[..., 0] / REGION_SCALE).astype(np.uint8)
+    region_path.unlink()
+    camera = scene.camera
+    intrinsic, extrinsic = cam.intrinsics(scene, camera), cam.extrinsics(camera)
+    passes = FramePasses(
+        shot=shot,
+        frame=frame,
+        beauty=beauty,
+        region=region,
+        landmarks2d=cam.project(landmark_points(objects), intrinsic, extrinsic).astype(np.float32),
+        intrinsics=intrinsic,
+        extrinsics=extrinsic,
+        params=read_params(objects),
+    )
+    save_png(passes_dir / f"beauty_{frame:04d}.png", srgb_from_linear(beauty))
+    save_png(passes_dir / f"region_{frame:04d}.png", REGION_PALETTE[np.minimum(region, 6)])
+    np.savez_compressed(passes_dir / f"frame_{frame:04d}.npz", **passes.to_message().tensors)
+    return passes
+
+
+def landmark_points(objects: RigObjects) -> np.ndarray:
+    """(L, 3) world positions of the rig's landmarks on the evaluated mesh at the current frame."""
+    mesh_object = objects.mesh
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    evaluated = mesh_object.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        vertices = np.empty(len(mesh.vertices) * 3, dtype=np.float64)
+        mesh.vertices.foreach_get("co", vertices)
+        faces = np.empty(len(mesh.polygons) * 3, dtype=np.int64)
+        mesh.polygons.foreach_get("vertices", faces)
+    finally:
+        evaluated.to_mesh_clear()
+    face_idx = np.asarray(mesh_object[LANDMARK_FACES_PROP], dtype=np.int64)
+    bary = np.asarray(mesh_object[LANDMARK_BARY_PROP], dtype=np.float64).reshape(-1, 3)
+    local = barycentric_points(vertices.reshape(-1, 3), faces.reshape(-1, 3), face_idx, bary)
+    world_from_local = np.array(evaluated.matrix_world, dtype=float)
+    return local @ world_from_local[:3, :3].T + world_from_local[:3, 3]
+
+
+def _render_exr(scene: bpy.types.Scene, path: Path) -> np.ndarray:
+    settings = scene.render.image_settings
+    if hasattr(settings, "media_type"):  # Blender 5.0+
+        settings.media_type = "IMAGE"
+    settings.file_format = "OPEN_EXR"
+    settings.color_depth = "32"
+    settings.color_mode = "RGBA"
+    scene.render.filepath = str(path)
+    scene.render.use_file_extension = False
+    bpy.ops.render.render(write_still=True)
+    return load_pixels(path)
+
+
+@contextlib.contextmanager
+def _region_render_settings(scene: bpy.types.Scene) -> Iterator[None]:
+    """One-sample, unfiltered emission-only render of the region attribute; restores everything after."""
+    view_layer = scene.view_layers[0]
+    cycles = scene.cycles
+    saved = {
+        "samples": cycles.samples,
+        "use_denoising": cycles.use_denoising,
+        "use_adaptive_sampling": cycles.use_adaptive_sampling,
+        "filter_width": cycles.filter_width,
+        "max_bounces": cycles.max_bounces,
+    }
+    saved_override = view_layer.material_override
+    saved_transparent = scene.render.film_transparent
+    cycles.samples = 1
+    cycles.use_denoising = False
+    cycles.use_adaptive_sampling = False
+    cycles.filter_width = 0.01
+    cycles.max_bounces = 0
+    view_layer.material_override = region_material()
+    scene.render.film_transparent = True
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(cycles, name, value)
+        view_layer.material_override = saved_override
+        scene.render.film_transparent = saved_transparent
+
+
+def region_material() -> bpy.types.Material:
+    """Emission material whose strength is ``REGION_SCALE * region`` label of each face."""
+    material = bpy.data.materials.get(REGION_MATERIAL)
+    if material is not None:
+        return material
+    material = bpy.data.materials.new(REGION_MATERIAL)
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    attribute = nodes.new("ShaderNodeAttribute")
+    attribute.attribute_type = "GEOMETRY"
+    attribute.attribute_name = REGION_ATTRIBUTE
+    scale = nodes.new("ShaderNodeMath")
+    scale.operation = "MULTIPLY"
+    scale.inputs[1].default_value = REGION_SCALE
+    emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(attribute.outputs["Fac"], scale.inputs[0])
+    links.new(scale.outputs["Value"], emission.inputs["Strength"])
+    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    return material

@@ -1,0 +1,183 @@
+"""The ``rigstyle`` command line. User errors print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+USER_ERROR_EXIT = 2
+
+
+class UserError(click.ClickException):
+    """A mistake the user can fix (bad option, missing file, busy port). Exit code 2."""
+
+    exit_code = USER_ERROR_EXIT
+
+
+def _power_of_two(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and (value < 4 or value & (value - 1)):
+        raise click.BadParameter(f"{value} is not a power of two ≥ 4", ctx, param)
+    return value
+
+
+checkpoint_option = click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Generator checkpoint (RigStyle .safetensors). Default: the built-in UNTRAINED generator.",
+)
+gan_resolution_option = click.option(
+    "--gan-resolution",
+    default=64,
+    show_default=True,
+    callback=_power_of_two,
+    help="Resolution of the built-in generator (ignored with --checkpoint).",
+)
+steps_options = [
+    click.option("--steps-first", type=click.IntRange(min=1), help="Inversion steps for a shot's first frame."),
+    click.option("--steps-warm", type=click.IntRange(min=1), help="Inversion steps for warm-started frames."),
+]
+
+
+def _with_options(options):  # type: ignore[no-untyped-def]
+    def decorate(function):  # type: ignore[no-untyped-def]
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rigstyle")
+def cli() -> None:
+    """RigStyle: keyframed FLAME/SMPL-X rigs rendered in Blender and refined by StyleGAN2.
+
+    \b
+    Quick start:
+      rigstyle demo --out demo_out        # the whole round trip on the demo head
+      rigstyle serve --port 7557          # run the backend for Blender or other DCCs
+    """
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback only).")
+@click.option("--port", default=7557, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@checkpoint_option
+@gan_resolution_option
+@_with_options(steps_options)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's).")
+def serve(
+    host: str,
+    port: int,
+    checkpoint: Path | None,
+    gan_resolution: int,
+    steps_first: int | None,
+    steps_warm: int | None,
+    threads: int | None,
+) -> None:
+    """Run the refinement backend on a local socket until SIGTERM or Ctrl-C.
+
+    \b
+    Example:
+      rigstyle serve --port 7557 --checkpoint ffhq.safetensors
+    """
+    from .checkpoint import CheckpointError
+    from .ports import BindError
+    from .server import Server, ServerConfig, load_backend
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    config = ServerConfig(
+        host=host,
+        port=port,
+        checkpoint=checkpoint,
+        resolution=gan_resolution,
+        refine=_refine_config(steps_first, steps_warm),
+    )
+    try:
+        server = Server(config)
+        backend = load_backend(config)
+    except (BindError, CheckpointError) as exc:
+        raise UserError(str(exc)) from None
+    if backend.untrained:
+        click.echo("WARNING: no --checkpoint given: serving the built-in UNTRAINED generator.", err=True)
+    click.echo(f"rigstyle serve: listening on {config.address} (generator: {backend.generator_name})", err=True)
+    server.serve_forever(backend)
+
+
+def _refine_config(steps_first: int | None, steps_warm: int | None):  # type: ignore[no-untyped-def]
+    from .refine import RefineConfig
+
+    overrides = {k: v for k, v in (("steps_first", steps_first), ("steps_warm", steps_warm)) if v}
+    return RefineConfig(**overrides)
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--frames", default=8, show_default=True, type=click.IntRange(min=1), help="Frames to render.")
+@click.option("--resolution", default=256, show_default=True, type=click.IntRange(64, 4096), help="Frame size.")
+@click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1), help="Cycles samples.")
+@checkpoint_option
+@gan_resolution_option
+@_with_options(steps_options)
+@click.option("--port", type=click.IntRange(1, 65535), help="Backend port (default: a free one).")
+def demo(
+    out: Path,
+    frames: int,
+    resolution: int,
+    samples: int,
+    checkpoint: Path | None,
+    gan_resolution: int,
+    steps_first: int | None,
+    steps_warm: int | None,
+    port: int | None,
+) -> None:
+    """Render the demo head's shot in headless Blender, refine it on a local backend, composite it.
+
+    Writes DIR/passes/, DIR/refined/, DIR/composite/, DIR/scene.blend, DIR/contact_sheet.png and
+    DIR/report.json. Starts and stops the backend process itself.
+
+    \b
+    Example:
+      rigstyle demo --out demo_out --frames 8
+    """
+    from .demo import DemoConfig, DemoError, DemoFailed, run_demo
+
+    config = DemoConfig(
+        out=out,
+        frames=frames,
+        resolution=resolution,
+        samples=samples,
+        checkpoint=checkpoint,
+        gan_resolution=gan_resolution,
+        steps_first=steps_first,
+        steps_warm=steps_warm,
+        port=port,
+    )
+    try:
+        run_demo(config, echo=click.echo)
+    except DemoError as exc:
+        raise UserError(str(exc)) from None
+    except DemoFailed as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every click or user error becomes one line on stderr and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="rigstyle", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("rigstyle: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"rigstyle: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(0)

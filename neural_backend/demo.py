@@ -1,0 +1,195 @@
+"""``rigstyle demo``: the whole round trip on the demo head, with the backend as a real subprocess.
+
+Stages: start the backend → Blender job (build scene, render passes, refine over the socket, composite)
+→ contact sheet and report. The Blender job runs in its own process (``blender_addon.demo_job``), exactly
+as a farm worker or the Blender GUI would talk to the backend. This module imports no torch and no bpy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .client import BackendError, wait_until_healthy
+from .contact_sheet import write_contact_sheet
+from .ports import free_port, port_is_free
+
+HOST = "127.0.0.1"
+BACKEND_START_TIMEOUT = 180.0  # seconds: importing torch and building the generator on a busy machine
+USER_ERROR_EXIT = 2
+
+
+class DemoError(Exception):
+    """A user-fixable problem (busy port, unusable checkpoint). One line."""
+
+
+class DemoFailed(Exception):
+    """A stage failed; the message names it and the log holding the details."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    out: Path  # Output folder.
+    frames: int = 8  # Number of frames (1..frames).
+    resolution: int = 256  # Square frame size in pixels.
+    samples: int = 16  # Cycles samples for the beauty pass.
+    checkpoint: Path | None = None  # Generator checkpoint; None = built-in untrained generator.
+    gan_resolution: int = 64  # Built-in generator resolution.
+    steps_first: int | None = None  # Inversion steps, first frame (None = backend default).
+    steps_warm: int | None = None  # Inversion steps, warm-started frames (None = backend default).
+    port: int | None = None  # Backend port; None = pick a free one.
+
+
+def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the demo and return the report (also written to ``out/report.json``).
+
+    Raises:
+        DemoError: busy port or unusable checkpoint.
+        DemoFailed: the backend or the Blender job failed.
+    """
+    if config.frames < 1:
+        raise DemoError(f"--frames must be at least 1, got {config.frames}")
+    if config.checkpoint is not None and not config.checkpoint.is_file():
+        raise DemoError(f"checkpoint {config.checkpoint} does not exist")
+    if config.port is not None and not port_is_free(HOST, config.port):
+        raise DemoError(f"port {config.port} on {HOST} is busy; choose another --port or leave it out")
+    out = config.out.resolve()
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    port = config.port or free_port(HOST)
+    address = f"tcp://{HOST}:{port}"
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+
+    echo(f"[1/4] starting backend on {address}")
+    backend = _start_backend(config, port, logs / "backend.log")
+    try:
+        health = _wait_for_backend(backend, address, logs / "backend.log")
+        seconds["backend_start"] = time.perf_counter() - started
+        if health.get("untrained"):
+            echo(
+                "      NOTE: no --checkpoint given, so the backend uses the built-in UNTRAINED generator: "
+                "its output is not a face. Pass --checkpoint for real results."
+            )
+        echo(f"[2/4] Blender: building the demo shot, rendering {config.frames} frames, refining each")
+        _run_blender_job(config, out, address, logs / "blender.log", echo)
+    finally:
+        _stop(backend)
+    job = json.loads((out / "blender_job.json").read_text())
+    seconds.update(job["seconds"])
+
+    echo("[3/4] writing the contact sheet")
+    stage = time.perf_counter()
+    frames = job["frames"]
+    write_contact_sheet(out, frames, out / "contact_sheet.png")
+    seconds["contact_sheet"] = time.perf_counter() - stage
+    seconds["total"] = time.perf_counter() - started
+
+    echo("[4/4] writing the report")
+    report = _report(config, health, job, seconds)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    worst = max(f["skin_loss_final"] / f["skin_loss_init"] for f in report["frames"])
+    echo(f"done in {seconds['total']:.0f} s: {out} (worst skin loss final/init = {worst:.3f})")
+    return report
+
+
+def _start_backend(config: DemoConfig, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "neural_backend", "serve", "--host", HOST, "--port", str(port)]
+    if config.checkpoint is not None:
+        command += ["--checkpoint", str(config.checkpoint)]
+    else:
+        command += ["--gan-resolution", str(config.gan_resolution)]
+    if config.steps_first:
+        command += ["--steps-first", str(config.steps_first)]
+    if config.steps_warm:
+        command += ["--steps-warm", str(config.steps_warm)]
+    log = log_path.open("wb")
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def _wait_for_backend(process: subprocess.Popen[bytes], address: str, log_path: Path) -> dict[str, Any]:
+    try:
+        return wait_until_healthy(address, BACKEND_START_TIMEOUT, is_alive=lambda: process.poll() is None)
+    except BackendError:
+        code = process.poll()
+        last = _last_line(log_path)
+        if code == USER_ERROR_EXIT:
+            raise DemoError(last.removeprefix("rigstyle: error: ")) from None
+        raise DemoFailed(f"backend did not start (exit code {code}): {last} — see {log_path}") from None
+
+
+def _run_blender_job(
+    config: DemoConfig, out: Path, address: str, log_path: Path, echo: Callable[[str], None]
+) -> None:
+    command = [
+        sys.executable, "-m", "blender_addon.demo_job",
+        "--out", str(out),
+        "--backend", address,
+        "--frames", str(config.frames),
+        "--resolution", str(config.resolution), str(config.resolution),
+        "--samples", str(config.samples),
+    ]  # fmt: skip
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            if line.startswith("[rigstyle]"):
+                echo("      " + line.removeprefix("[rigstyle]").strip())
+        code = process.wait()
+    if code != 0:
+        raise DemoFailed(f"Blender job failed (exit code {code}): {_last_line(log_path)} — see {log_path}")
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _last_line(path: Path) -> str:
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def _report(
+    config: DemoConfig, health: dict[str, Any], job: dict[str, Any], seconds: dict[str, float]
+) -> dict[str, Any]:
+    frames = [{"frame": int(frame), **metrics} for frame, metrics in sorted(job["metrics"].items(), key=_frame_key)]
+    return {
+        "frame_count": len(frames),
+        "frames": frames,
+        "resolution": job["resolution"],
+        "samples": job["samples"],
+        "gan_resolution": health["resolution"],
+        "checkpoint": {
+            "path": str(config.checkpoint) if config.checkpoint else None,
+            "generator": health["generator"],
+            "untrained": bool(health["untrained"]),
+        },
+        "seconds": seconds,
+        "outputs": {
+            "passes": "passes/",
+            "refined": "refined/frame_NNNN.png",
+            "gan": "gan/frame_NNNN.png",
+            "composite": "composite/frame_NNNN.png",
+            "scene": "scene.blend",
+            "contact_sheet": "contact_sheet.png",
+        },
+    }
+
+
+def _frame_key(item: tuple[str, Any]) -> int:
+    return int(item[0])

@@ -1,0 +1,163 @@
+"""Typed per-frame bundles that cross the socket: what a DCC sends and what the backend returns.
+
+Pass and parameter names are the ones in ``docs/protocol.md`` and ``shared/DESIGN.md``. Numpy only (no
+torch), so Blender and other DCCs can import this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .protocol import ERR_BAD_FIELD, Message, ProtocolError
+
+REFINE_FRAME = "refine_frame"
+RESULT = "result"
+
+
+class PassError(ProtocolError):
+    """A pass or parameter with the wrong name, dtype, shape or values."""
+
+    def __init__(self, message: str):
+        super().__init__(ERR_BAD_FIELD, message)
+
+
+def check_array(name: str, value: Any, shape: list[int | None], dtype: str) -> np.ndarray:
+    """Return ``value`` as an array of ``dtype`` whose shape matches ``shape`` (None = any size).
+
+    Raises:
+        PassError: naming ``name``, the expected shape and what arrived.
+    """
+    if value is None:
+        raise PassError(f"{name}: missing (expected {dtype} of shape {_shape_text(shape)})")
+    array = np.asarray(value)
+    if array.ndim != len(shape) or any(e is not None and e != s for e, s in zip(shape, array.shape)):
+        raise PassError(f"{name}: expected shape {_shape_text(shape)}, got {list(array.shape)}")
+    if array.dtype.kind not in "biuf":
+        raise PassError(f"{name}: expected numbers, got dtype {array.dtype}")
+    array = array.astype(dtype, copy=False)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise PassError(f"{name}: contains NaN or infinite values")
+    return array
+
+
+def _shape_text(shape: list[int | None]) -> str:
+    return "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+
+
+@dataclass(frozen=True)
+class FramePasses:
+    """Everything the backend needs to refine one frame.
+
+    Pixel coordinates: x right, y down, origin at the top-left corner of the top-left pixel (so that
+    pixel's centre is (0.5, 0.5)). ``extrinsics`` maps world to OpenCV camera space (x right, y down,
+    z forward); ``intrinsics`` maps camera space to pixels.
+    """
+
+    shot: str
+    frame: int
+    beauty: np.ndarray  # (H, W, 3) float32, linear RGB
+    region: np.ndarray  # (H, W) uint8 labels, see rigs.regions
+    landmarks2d: np.ndarray  # (L, 2) float32 pixels, iBUG-68 order for faces
+    intrinsics: np.ndarray  # (3, 3) float64
+    extrinsics: np.ndarray  # (4, 4) float64 world -> camera
+    params: dict[str, np.ndarray] = field(default_factory=dict)  # betas, expression, pose, transl
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.shot, str) or not self.shot:
+            raise PassError("shot: expected a non-empty string id")
+        if isinstance(self.frame, bool) or not isinstance(self.frame, int | np.integer):
+            raise PassError(f"frame: expected an integer, got {type(self.frame).__name__}")
+        beauty = check_array("beauty", self.beauty, [None, None, 3], "float32")
+        height, width = beauty.shape[:2]
+        if height < 8 or width < 8:
+            raise PassError(f"beauty: frames must be at least 8x8 pixels, got {width}x{height}")
+        object.__setattr__(self, "frame", int(self.frame))
+        object.__setattr__(self, "beauty", beauty)
+        object.__setattr__(self, "region", check_array("region", self.region, [height, width], "uint8"))
+        landmarks = check_array("landmarks2d", self.landmarks2d, [None, 2], "float32")
+        object.__setattr__(self, "landmarks2d", landmarks)
+        object.__setattr__(self, "intrinsics", check_array("intrinsics", self.intrinsics, [3, 3], "float64"))
+        object.__setattr__(self, "extrinsics", check_array("extrinsics", self.extrinsics, [4, 4], "float64"))
+        params = {}
+        for name, value in self.params.items():
+            if name not in PARAM_SHAPES:
+                raise PassError(f"params: unknown parameter {name!r}; known: {sorted(PARAM_SHAPES)}")
+            params[name] = check_array(name, value, PARAM_SHAPES[name], "float32")
+        object.__setattr__(self, "params", params)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return self.beauty.shape[0], self.beauty.shape[1]
+
+    def to_message(self, request_id: int = 0) -> Message:
+        tensors = {
+            "beauty": self.beauty,
+            "region": self.region,
+            "landmarks2d": self.landmarks2d,
+            "intrinsics": self.intrinsics,
+            "extrinsics": self.extrinsics,
+            **self.params,
+        }
+        return Message(REFINE_FRAME, request_id, {"shot": self.shot, "frame": self.frame}, tensors)
+
+    @classmethod
+    def from_message(cls, message: Message) -> FramePasses:
+        """Build from a decoded ``refine_frame`` message; raises :class:`PassError` on bad content."""
+        tensors = dict(message.tensors)
+        fields = message.fields
+        unknown = set(tensors) - set(PASS_NAMES) - set(PARAM_SHAPES)
+        if unknown:
+            raise PassError(f"unknown tensors {sorted(unknown)}; passes are {PASS_NAMES}")
+        return cls(
+            shot=fields.get("shot"),  # type: ignore[arg-type]
+            frame=fields.get("frame"),  # type: ignore[arg-type]
+            beauty=tensors.get("beauty"),  # type: ignore[arg-type]
+            region=tensors.get("region"),  # type: ignore[arg-type]
+            landmarks2d=tensors.get("landmarks2d"),  # type: ignore[arg-type]
+            intrinsics=tensors.get("intrinsics"),  # type: ignore[arg-type]
+            extrinsics=tensors.get("extrinsics"),  # type: ignore[arg-type]
+            params={k: v for k, v in tensors.items() if k in PARAM_SHAPES},
+        )
+
+
+PASS_NAMES = ("beauty", "region", "landmarks2d", "intrinsics", "extrinsics")
+PARAM_SHAPES: dict[str, list[int | None]] = {
+    "betas": [None],
+    "expression": [None],
+    "pose": [None, 3],
+    "transl": [3],
+}
+
+
+@dataclass(frozen=True)
+class RefinedFrame:
+    """The backend's answer for one frame."""
+
+    shot: str
+    frame: int
+    image: np.ndarray  # (H, W, 3) float32 linear RGB, same size as the beauty pass
+    gan: np.ndarray  # (R, R, 3) float32 sRGB in [0, 1]: the generator's aligned output
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_message(self, request_id: int = 0) -> Message:
+        return Message(
+            RESULT,
+            request_id,
+            {"shot": self.shot, "frame": self.frame, "metrics": dict(self.metrics)},
+            {"image": self.image.astype(np.float32), "gan": self.gan.astype(np.float32)},
+        )
+
+    @classmethod
+    def from_message(cls, message: Message) -> RefinedFrame:
+        fields = message.fields
+        return cls(
+            shot=str(fields.get("shot", "")),
+            frame=int(fields.get("frame", -1)),
+            image=check_array("image", message.tensors.get("image"), [None, None, 3], "float32"),
+            gan=check_array("gan", message.tensors.get("gan"), [None, None, 3], "float32"),
+            metrics={str(k): float(v) for k, v in dict(fields.get("metrics", {})).items()},
+        )

@@ -1,0 +1,61 @@
+"""The ``rigstyle`` console script: help, and one-line user errors with exit code 2."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from neural_backend.ports import free_port
+
+RIGSTYLE = str(Path(sys.executable).parent / "rigstyle")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RIGSTYLE, *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["serve"]])
+def test_help_explains_each_command(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("Usage: rigstyle")
+    assert ("Example" if command else "Quick start") in result.stdout
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("rigstyle: error:")
+    for word in words:
+        assert word in lines[0]
+
+
+def test_zero_frames_is_a_one_line_error(tmp_path: Path) -> None:
+    assert_one_line_error(run("demo", "--out", str(tmp_path / "o"), "--frames", "0"), "--frames")
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.safetensors"
+    assert_one_line_error(run("demo", "--out", str(tmp_path / "o"), "--checkpoint", str(missing)), str(missing))
+
+
+def test_busy_port_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        assert_one_line_error(run("demo", "--out", str(tmp_path / "o"), "--port", port), "busy", port)
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_unreadable_checkpoint_is_a_one_line_error(tmp_path: Path, command: str) -> None:
+    bogus = tmp_path / "bogus.safetensors"
+    bogus.write_bytes(b"this is not a checkpoint")
+    where = ["--out", str(tmp_path / "o")] if command == "demo" else ["--port", str(free_port())]
+    assert_one_line_error(run(command, "--checkpoint", str(bogus), *where), str(bogus))
