@@ -138,7 +138,8 @@ def region_material() -> bpy.types.Material:
     if material is not None:
         return material
     material = bpy.data.materials.new(REGION_MATERIAL)
-    material.use_nodes = True
+    if material.node_tree is None:  # Blender < 5.0 creates materials without nodes
+        material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
     nodes.clear()
     attribute = nodes.new("ShaderNodeAttribute")

@@ -154,7 +154,8 @@ def _add_region_materials(mesh: bpy.types.Object, rig: Rig) -> None:
 
 def _make_material(name: str, color: tuple[float, float, float]) -> bpy.types.Material:
     material = bpy.data.materials.new(name)
-    material.use_nodes = True
+    if material.node_tree is None:  # Blender < 5.0 creates materials without nodes
+        material.use_nodes = True
     bsdf = material.node_tree.nodes.get("Principled BSDF")
     bsdf.inputs["Base Color"].default_value = (*color, 1.0)
     bsdf.inputs["Roughness"].default_value = 0.55

@@ -11,7 +11,7 @@ from rigs import Rig
 
 from .rig_builder import RigObjects
 
-FACE_FRACTION = 0.3  # share of the frame height the face's landmarks span
+FACE_FRACTION = 0.35  # share of the frame height the face's landmarks span
 
 
 def configure_render(scene: bpy.types.Scene, width: int, height: int, samples: int) -> None:
@@ -30,7 +30,8 @@ def configure_render(scene: bpy.types.Scene, width: int, height: int, samples: i
     scene.view_settings.look = "None"
     world = scene.world or bpy.data.worlds.new("RigStyle World")
     scene.world = world
-    world.use_nodes = True
+    if world.node_tree is None:  # Blender < 5.0 creates worlds without nodes
+        world.use_nodes = True
     background = world.node_tree.nodes.get("Background")
     background.inputs["Color"].default_value = (0.05, 0.05, 0.06, 1.0)
     background.inputs["Strength"].default_value = 1.0
@@ -53,7 +54,7 @@ def add_camera_and_lights(scene: bpy.types.Scene, rig: Rig, objects: RigObjects)
     camera.rotation_euler = (math.pi / 2, 0.0, 0.0)  # look along +Y, at the face
     scene.collection.objects.link(camera)
     scene.camera = camera
-    for name, offset, energy in (("Key", (-0.4, -0.6, 0.35), 30.0), ("Fill", (0.5, -0.5, 0.1), 10.0)):
+    for name, offset, energy in (("Key", (-0.4, -0.6, 0.35), 6.0), ("Fill", (0.5, -0.5, 0.1), 2.0)):
         light_data = bpy.data.lights.new(f"RigStyle {name}", "AREA")
         light_data.energy = energy
         light_data.size = 0.4
