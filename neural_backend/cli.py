@@ -36,7 +36,9 @@ gan_resolution_option = click.option(
     help="Resolution of the built-in generator (ignored with --checkpoint).",
 )
 steps_options = [
-    click.option("--steps-first", type=click.IntRange(min=1), help="Inversion steps for a shot's first frame."),
+    click.option(
+        "--steps-first", type=click.IntRange(min=1), help="Inversion steps for a shot's first frame."
+    ),
     click.option("--steps-warm", type=click.IntRange(min=1), help="Inversion steps for warm-started frames."),
 ]
 
@@ -107,7 +109,9 @@ def serve(
         raise UserError(str(exc)) from None
     if backend.untrained:
         click.echo("WARNING: no --checkpoint given: serving the built-in UNTRAINED generator.", err=True)
-    click.echo(f"rigstyle serve: listening on {config.address} (generator: {backend.generator_name})", err=True)
+    click.echo(
+        f"rigstyle serve: listening on {config.address} (generator: {backend.generator_name})", err=True
+    )
     server.serve_forever(backend)
 
 
@@ -120,8 +124,10 @@ def _refine_config(steps_first: int | None, steps_warm: int | None):  # type: ig
 
 @cli.command()
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
-@click.option("--frames", default=8, show_default=True, type=click.IntRange(min=1), help="Frames to render.")
-@click.option("--resolution", default=256, show_default=True, type=click.IntRange(64, 4096), help="Frame size.")
+@click.option("--frames", default=16, show_default=True, type=click.IntRange(min=1), help="Frames to render.")
+@click.option(
+    "--resolution", default=256, show_default=True, type=click.IntRange(64, 4096), help="Frame size."
+)
 @click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1), help="Cycles samples.")
 @checkpoint_option
 @gan_resolution_option

@@ -38,7 +38,9 @@ class Client:
         timeout: seconds to wait for each answer.
     """
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 120.0, limits: Limits = DEFAULT_LIMITS):
+    def __init__(
+        self, address: str = DEFAULT_ADDRESS, timeout: float = 120.0, limits: Limits = DEFAULT_LIMITS
+    ):
         self.address = address
         self.timeout = timeout
         self.limits = limits
@@ -103,7 +105,9 @@ class Client:
         return self._socket
 
 
-def wait_until_healthy(address: str, timeout: float, poll: float = 0.5, is_alive=lambda: True) -> dict[str, Any]:
+def wait_until_healthy(
+    address: str, timeout: float, poll: float = 0.5, is_alive=lambda: True
+) -> dict[str, Any]:
     """Poll ``health`` until the backend answers or ``timeout`` passes.
 
     ``is_alive`` lets a caller that started the backend stop waiting as soon as the process died.

@@ -1,4 +1,4 @@
-"""Contact sheet of a shot folder: one column per frame, rows render / region mask / GAN output / composite."""
+"""Contact sheet of a shot folder: a column per frame; rows render, region mask, GAN output, composite."""
 
 from __future__ import annotations
 
@@ -44,8 +44,14 @@ def write_contact_sheet(shot_dir: Path, frames: Sequence[int], path: Path) -> No
         for column, frame in enumerate(columns):
             image_path = shot_dir / pattern.format(frame=frame)
             with Image.open(image_path) as image:
-                cell = image.convert("RGB")
-                cell.thumbnail((CELL - 4, CELL - 4), Image.Resampling.NEAREST if row == 1 else Image.Resampling.LANCZOS)
+                cell = _fit(image.convert("RGB"), CELL - 4, nearest=row == 1)
                 left = LABEL_WIDTH + column * CELL + (CELL - cell.width) // 2
                 sheet.paste(cell, (left, top + (CELL - cell.height) // 2))
     sheet.save(path)
+
+
+def _fit(image: Image.Image, side: int, nearest: bool) -> Image.Image:
+    """Scale up or down so the longer side is ``side``; label images keep hard edges."""
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.NEAREST if nearest else Image.Resampling.BICUBIC)

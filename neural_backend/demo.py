@@ -36,7 +36,7 @@ class DemoFailed(Exception):
 @dataclass(frozen=True)
 class DemoConfig:
     out: Path  # Output folder.
-    frames: int = 8  # Number of frames (1..frames).
+    frames: int = 16  # Number of frames (1..frames).
     resolution: int = 256  # Square frame size in pixels.
     samples: int = 16  # Cycles samples for the beauty pass.
     checkpoint: Path | None = None  # Generator checkpoint; None = built-in untrained generator.
@@ -167,7 +167,9 @@ def _last_line(path: Path) -> str:
 def _report(
     config: DemoConfig, health: dict[str, Any], job: dict[str, Any], seconds: dict[str, float]
 ) -> dict[str, Any]:
-    frames = [{"frame": int(frame), **metrics} for frame, metrics in sorted(job["metrics"].items(), key=_frame_key)]
+    frames = [
+        {"frame": int(frame), **metrics} for frame, metrics in sorted(job["metrics"].items(), key=_frame_key)
+    ]
     return {
         "frame_count": len(frames),
         "frames": frames,

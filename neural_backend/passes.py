@@ -33,7 +33,9 @@ def check_array(name: str, value: Any, shape: list[int | None], dtype: str) -> n
     if value is None:
         raise PassError(f"{name}: missing (expected {dtype} of shape {_shape_text(shape)})")
     array = np.asarray(value)
-    if array.ndim != len(shape) or any(e is not None and e != s for e, s in zip(shape, array.shape)):
+    if array.ndim != len(shape) or any(
+        e is not None and e != s for e, s in zip(shape, array.shape, strict=True)
+    ):
         raise PassError(f"{name}: expected shape {_shape_text(shape)}, got {list(array.shape)}")
     if array.dtype.kind not in "biuf":
         raise PassError(f"{name}: expected numbers, got dtype {array.dtype}")

@@ -17,7 +17,9 @@ def check_bind_address(host: str) -> None:
     except socket.gaierror:
         raise BindError(f"cannot resolve host {host!r}") from None
     if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
-        raise BindError(f"refusing to bind {host!r}: only loopback addresses are allowed (no authentication yet)")
+        raise BindError(
+            f"refusing to bind {host!r}: only loopback addresses are allowed (no authentication yet)"
+        )
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -152,7 +152,8 @@ def _unpack_header(raw: bytes, limits: Limits) -> dict[str, Any]:
     version = header.get(MAGIC)
     if version != PROTOCOL_VERSION:
         raise ProtocolError(
-            ERR_BAD_MESSAGE, f"header field {MAGIC!r} must be protocol version {PROTOCOL_VERSION}, got {version!r}"
+            ERR_BAD_MESSAGE,
+            f"header field {MAGIC!r} must be protocol version {PROTOCOL_VERSION}, got {version!r}",
         )
     if not isinstance(header.get("type"), str):
         raise ProtocolError(ERR_BAD_MESSAGE, "header field 'type' must be a string")

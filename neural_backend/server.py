@@ -19,12 +19,12 @@ import zmq
 
 from .builtin_generator import BUILTIN_NAME, builtin_generator
 from .checkpoint import load_generator
-from .ports import BindError, check_bind_address
 from .passes import REFINE_FRAME, FramePasses, PassError
+from .ports import BindError, check_bind_address
 from .protocol import (
+    DEFAULT_LIMITS,
     ERR_INTERNAL,
     ERR_UNKNOWN_TYPE,
-    DEFAULT_LIMITS,
     PROTOCOL_VERSION,
     Limits,
     Message,
@@ -33,7 +33,7 @@ from .protocol import (
     encode,
     error_message,
 )
-from .refine import RefineConfig, Refiner, RefineError, ShotState
+from .refine import RefineConfig, RefineError, Refiner, ShotState
 
 log = logging.getLogger("rigstyle.server")
 
@@ -129,7 +129,9 @@ class Server:
         except zmq.ZMQError as exc:
             self._socket.close()
             if exc.errno == errno.EADDRINUSE:
-                raise BindError(f"port {config.port} on {config.host} is busy; choose another --port") from None
+                raise BindError(
+                    f"port {config.port} on {config.host} is busy; choose another --port"
+                ) from None
             raise BindError(f"cannot bind {config.address}: {exc}") from None
 
     def stop(self, *_: object) -> None:

@@ -42,7 +42,9 @@ def test_bpy_is_imported_only_in_blender_addon(path: Path) -> None:
     assert not imported_roots(path) & {"bpy", "mathutils", "bmesh"}, f"{path} imports Blender modules"
 
 
-@pytest.mark.parametrize("path", python_files("rigs", "blender_addon"), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", python_files("rigs", "blender_addon"), ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_no_torch_in_rigs_or_blender_addon(path: Path) -> None:
     assert "torch" not in imported_roots(path), f"{path} imports torch"
 
@@ -66,5 +68,7 @@ def test_importing_the_dcc_facing_modules_loads_neither_torch_nor_bpy() -> None:
         f"for m in {modules!r}: importlib.import_module(m)\n"
         "print(json.dumps(sorted(m for m in ('torch', 'bpy') if m in sys.modules)))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert json.loads(result.stdout) == []

@@ -15,7 +15,9 @@ RIGSTYLE = str(Path(sys.executable).parent / "rigstyle")
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([RIGSTYLE, *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [RIGSTYLE, *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
 
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["serve"]])
@@ -42,7 +44,9 @@ def test_zero_frames_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_missing_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.safetensors"
-    assert_one_line_error(run("demo", "--out", str(tmp_path / "o"), "--checkpoint", str(missing)), str(missing))
+    assert_one_line_error(
+        run("demo", "--out", str(tmp_path / "o"), "--checkpoint", str(missing)), str(missing)
+    )
 
 
 def test_busy_port_is_a_one_line_error(tmp_path: Path) -> None:

@@ -58,7 +58,9 @@ def test_big_endian_and_non_contiguous_input_arrive_as_little_endian_values() ->
     assert np.array_equal(message.tensors["a"], array)
 
 
-@pytest.mark.parametrize("array", [np.zeros((0, 3), np.float32), np.float64(2.5), np.arange(6, dtype=np.int64)[::2]])
+@pytest.mark.parametrize(
+    "array", [np.zeros((0, 3), np.float32), np.float64(2.5), np.arange(6, dtype=np.int64)[::2]]
+)
 def test_empty_scalar_and_strided_tensors_keep_shape_and_values(array: np.ndarray) -> None:
     received = decode(encode(Message("x", tensors={"a": array}))).tensors["a"]
     assert received.shape == np.shape(array) and np.array_equal(received, array)
@@ -79,10 +81,22 @@ def test_refined_frame_round_trip() -> None:
         ([header(rigstyle=99)], ERR_BAD_MESSAGE, "version"),
         ([header(type=5)], ERR_BAD_MESSAGE, "'type'"),
         ([header(tensors=[{"name": "a", "dtype": "float32", "shape": [2]}])], ERR_BAD_MESSAGE, "1 tensors"),
-        ([header(tensors=[{"name": "a", "dtype": "object", "shape": [2]}]), b"12345678"], ERR_BAD_MESSAGE, "dtype"),
+        (
+            [header(tensors=[{"name": "a", "dtype": "object", "shape": [2]}]), b"12345678"],
+            ERR_BAD_MESSAGE,
+            "dtype",
+        ),
         ([header(tensors=[{"name": "a", "dtype": "uint8", "shape": [-1]}]), b""], ERR_BAD_MESSAGE, "shape"),
-        ([header(tensors=[{"name": "a", "dtype": "float32", "shape": [3]}]), b"1234"], ERR_BAD_MESSAGE, "needs 12"),
-        ([header(tensors=[{"name": "a", "dtype": "uint8", "shape": [1 << 30, 4]}]), b""], ERR_TOO_LARGE, "size"),
+        (
+            [header(tensors=[{"name": "a", "dtype": "float32", "shape": [3]}]), b"1234"],
+            ERR_BAD_MESSAGE,
+            "needs 12",
+        ),
+        (
+            [header(tensors=[{"name": "a", "dtype": "uint8", "shape": [1 << 30, 4]}]), b""],
+            ERR_TOO_LARGE,
+            "size",
+        ),
     ],
 )
 def test_malformed_messages_raise_protocol_errors_naming_the_problem(frames, code, words) -> None:

@@ -1,0 +1,230 @@
+"""Face alignment (FFHQ crop), warps between frame and crop, colour transfer curves and soft masks.
+
+Pure functions: numpy for the geometry, torch for the warps. Pixel coordinates everywhere follow
+``neural_backend.passes``: x right, y down, origin at the top-left corner of the top-left pixel, so pixel
+(i, j) has its centre at (i + 0.5, j + 0.5). This holds for frames and crops alike, which makes a crop matrix
+a plain affine map between two continuous coordinate systems.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .stylegan2.ops import assert_shape
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+# iBUG-68 index ranges used by the FFHQ recipe.
+LEFT_EYE = slice(36, 42)  # the eye on the image left (subject's right)
+RIGHT_EYE = slice(42, 48)
+MOUTH_LEFT, MOUTH_RIGHT = 48, 54
+
+
+def _rot90(v: np.ndarray) -> np.ndarray:
+    """Rotate 2-D vectors by +90 degrees in image coordinates (y down): (x, y) -> (-y, x)."""
+    return np.stack([-v[..., 1], v[..., 0]], axis=-1)
+
+
+def ffhq_quad(landmarks68: np.ndarray) -> np.ndarray:
+    """The FFHQ dataset's oriented crop square from iBUG-68 landmarks.
+
+    Args:
+        landmarks68: (68, 2) float pixel coordinates, iBUG-68 order.
+
+    Returns:
+        (4, 2) float64 corners: top-left, bottom-left, bottom-right, top-right (in crop orientation).
+
+    Raises:
+        ValueError: wrong shape, non-finite values, or degenerate landmarks (eyes and mouth coincide).
+    """
+    lm = np.asarray(landmarks68, dtype=np.float64)
+    if lm.shape != (68, 2):
+        raise ValueError(f"landmarks68: expected shape [68, 2], got {list(lm.shape)}")
+    if not np.isfinite(lm).all():
+        raise ValueError("landmarks68: contains NaN or infinite values")
+    eye_left = lm[LEFT_EYE].mean(axis=0)
+    eye_right = lm[RIGHT_EYE].mean(axis=0)
+    eye_avg = 0.5 * (eye_left + eye_right)
+    eye_to_eye = eye_right - eye_left
+    mouth_avg = 0.5 * (lm[MOUTH_LEFT] + lm[MOUTH_RIGHT])
+    eye_to_mouth = mouth_avg - eye_avg
+
+    # The crop's x axis blends the eye line with the perpendicular of the eye-mouth line.
+    x = eye_to_eye - _rot90(eye_to_mouth)
+    norm = float(np.hypot(*x))
+    scale = max(2.0 * float(np.hypot(*eye_to_eye)), 1.8 * float(np.hypot(*eye_to_mouth)))
+    if norm < 1e-6 or scale < 1e-6:
+        raise ValueError("landmarks68: degenerate face (eye and mouth landmarks coincide)")
+    x = x / norm * scale
+    y = _rot90(x)
+    centre = eye_avg + 0.1 * eye_to_mouth
+    return np.stack([centre - x - y, centre - x + y, centre + x + y, centre + x - y])
+
+
+def crop_matrix(quad: np.ndarray, size: int) -> np.ndarray:
+    """Affine map from crop pixel coordinates to frame pixel coordinates.
+
+    Crop corners (0, 0), (0, size), (size, size), (size, 0) go to ``quad``'s top-left, bottom-left,
+    bottom-right and top-right corners (least squares if ``quad`` is not a parallelogram). Use
+    ``np.linalg.inv`` of the result to map frame points into the crop.
+
+    Args:
+        quad: (4, 2) float corners as returned by :func:`ffhq_quad`.
+        size: crop width and height in pixels.
+
+    Returns:
+        (3, 3) float64 matrix M with ``[x_frame, y_frame, 1] = M @ [x_crop, y_crop, 1]``.
+    """
+    quad = np.asarray(quad, dtype=np.float64)
+    if quad.shape != (4, 2):
+        raise ValueError(f"quad: expected shape [4, 2], got {list(quad.shape)}")
+    if size <= 0:
+        raise ValueError(f"size: expected a positive crop size, got {size}")
+    crop_corners = np.array([[0, 0], [0, size], [size, size], [size, 0]], dtype=np.float64)
+    design = np.concatenate([crop_corners, np.ones((4, 1))], axis=1)  # (4, 3)
+    solution, *_ = np.linalg.lstsq(design, quad, rcond=None)  # (3, 2): design @ solution = quad
+    matrix = np.eye(3)
+    matrix[:2, :] = solution.T
+    if abs(np.linalg.det(matrix)) < 1e-12:
+        raise ValueError("quad: degenerate (zero area)")
+    return matrix
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a (3, 3) affine/projective matrix to (..., 2) points."""
+    points = np.asarray(points, dtype=np.float64)
+    homogeneous = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], axis=-1)
+    mapped = homogeneous @ np.asarray(matrix, dtype=np.float64).T
+    return mapped[..., :2] / mapped[..., 2:]
+
+
+def _sampling_grid(
+    matrix: np.ndarray, out_hw: tuple[int, int], in_hw: tuple[int, int], device: torch.device
+) -> torch.Tensor:
+    """grid_sample grid (1, H_out, W_out, 2) sampling the input at ``matrix @ output pixel centre``."""
+    out_h, out_w = out_hw
+    in_h, in_w = in_hw
+    ys, xs = np.meshgrid(np.arange(out_h) + 0.5, np.arange(out_w) + 0.5, indexing="ij")
+    src = transform_points(matrix, np.stack([xs, ys], axis=-1))
+    # align_corners=False: normalised -1 / +1 are the outer edges of the first / last pixel.
+    grid = np.stack([2.0 * src[..., 0] / in_w - 1.0, 2.0 * src[..., 1] / in_h - 1.0], axis=-1)
+    return torch.as_tensor(grid[None], dtype=torch.float64, device=device)
+
+
+def _check_matrix(matrix: np.ndarray | torch.Tensor) -> np.ndarray:
+    matrix = np.asarray(matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else matrix, np.float64)
+    if matrix.shape != (3, 3):
+        raise ValueError(f"matrix: expected shape [3, 3], got {list(matrix.shape)}")
+    return matrix
+
+
+def warp_to_crop(
+    image: torch.Tensor, matrix: np.ndarray | torch.Tensor, size: int, antialias: bool = True
+) -> torch.Tensor:
+    """Resample a frame into the aligned crop (bilinear).
+
+    Args:
+        image: (N, C, H, W) float frame.
+        matrix: (3, 3) crop -> frame pixel map from :func:`crop_matrix`.
+        size: crop size in pixels.
+        antialias: when the crop is at least 2x smaller than the frame region, box-filter the frame by
+            that integer factor first (as the FFHQ recipe shrinks before cropping).
+
+    Returns:
+        (N, C, size, size) float; points outside the frame read as 0.
+    """
+    assert_shape(image, [None, None, None, None], "image")
+    matrix = _check_matrix(matrix)
+    shrink = int(math.floor(math.sqrt(abs(np.linalg.det(matrix[:2, :2]))) + 1e-6))  # frame px per crop px
+    if antialias and shrink >= 2:
+        h, w = image.shape[2:]
+        pad_h, pad_w = -h % shrink, -w % shrink
+        image = F.pad(image, [0, pad_w, 0, pad_h], mode="replicate") if pad_h or pad_w else image
+        image = F.avg_pool2d(image, shrink)
+        matrix = np.diag([1.0 / shrink, 1.0 / shrink, 1.0]) @ matrix  # frame px -> pooled px
+    grid = _sampling_grid(matrix, (size, size), tuple(image.shape[2:]), image.device)
+    grid = grid.to(image.dtype).expand(image.shape[0], -1, -1, -1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def warp_to_frame(
+    crop: torch.Tensor, matrix: np.ndarray | torch.Tensor, frame_hw: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`warp_to_crop`: resample an aligned crop back into frame pixels.
+
+    Args:
+        crop: (N, C, s, s) float crop.
+        matrix: (3, 3) crop -> frame pixel map (the same matrix used for :func:`warp_to_crop`).
+        frame_hw: (H, W) of the frame.
+
+    Returns:
+        image: (N, C, H, W) float; outside the crop it repeats the crop's edge (mask it with coverage).
+        coverage: (N, 1, H, W) float, 1 inside the crop, 0 outside, a one-crop-pixel ramp at the border.
+    """
+    assert_shape(crop, [None, None, None, None], "crop")
+    if crop.shape[2] != crop.shape[3]:
+        raise ValueError(f"crop: expected a square crop, got {list(crop.shape)}")
+    inverse = np.linalg.inv(_check_matrix(matrix))
+    grid = _sampling_grid(inverse, tuple(frame_hw), tuple(crop.shape[2:]), crop.device)
+    grid = grid.to(crop.dtype).expand(crop.shape[0], -1, -1, -1)
+    image = F.grid_sample(crop, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    ones = torch.ones_like(crop[:, :1])
+    coverage = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return image, coverage
+
+
+def srgb_from_linear(linear: ArrayT) -> ArrayT:
+    """Standard sRGB transfer curve (IEC 61966-2-1), elementwise, numpy or torch; negatives stay linear."""
+    if isinstance(linear, torch.Tensor):
+        curve = 1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055
+        return torch.where(linear <= 0.0031308, 12.92 * linear, curve)
+    linear = np.asarray(linear)
+    curve = 1.055 * np.maximum(linear, 0.0031308) ** (1 / 2.4) - 0.055
+    return np.where(linear <= 0.0031308, 12.92 * linear, curve).astype(linear.dtype, copy=False)
+
+
+def linear_from_srgb(srgb: ArrayT) -> ArrayT:
+    """Inverse of :func:`srgb_from_linear`, elementwise, numpy or torch."""
+    if isinstance(srgb, torch.Tensor):
+        curve = ((srgb.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4
+        return torch.where(srgb <= 0.04045, srgb / 12.92, curve)
+    srgb = np.asarray(srgb)
+    curve = ((np.maximum(srgb, 0.04045) + 0.055) / 1.055) ** 2.4
+    return np.where(srgb <= 0.04045, srgb / 12.92, curve).astype(srgb.dtype, copy=False)
+
+
+def feather(mask: torch.Tensor, radius_px: float) -> torch.Tensor:
+    """Soft version of a binary mask whose ramp lies inside the mask.
+
+    Erodes by ``ceil(radius_px / 2)`` pixels, then blurs with a Gaussian (sigma ``radius_px / 4``)
+    truncated at that same radius. So the result is exactly 0 outside ``mask`` and exactly 1 where every
+    pixel within ``radius_px`` (chessboard distance) is inside it.
+
+    Args:
+        mask: (N, 1, H, W) float in [0, 1] (> 0.5 counts as inside).
+        radius_px: ramp width in pixels; 0 returns the binarised mask.
+
+    Returns:
+        (N, 1, H, W) float in [0, 1].
+    """
+    assert_shape(mask, [None, 1, None, None], "mask")
+    hard = (mask > 0.5).to(torch.float32)
+    r = int(math.ceil(radius_px / 2))
+    if radius_px <= 0 or r == 0:
+        return hard
+    eroded = 1.0 - F.max_pool2d(1.0 - hard, kernel_size=2 * r + 1, stride=1, padding=r)
+    taps = torch.arange(-r, r + 1, dtype=torch.float32, device=mask.device)
+    kernel = torch.exp(-0.5 * (taps / (radius_px / 4)) ** 2)
+    kernel = kernel / kernel.sum()
+    # Zero padding is right: outside the frame counts as outside the mask.
+    blurred = F.conv2d(eroded, kernel.reshape(1, 1, 1, -1), padding=(0, r))
+    blurred = F.conv2d(blurred, kernel.reshape(1, 1, -1, 1), padding=(r, 0))
+    # Snap to exact 0 / 1 where the blur window is entirely outside / inside, despite rounding.
+    interior = 1.0 - F.max_pool2d(1.0 - eroded, kernel_size=2 * r + 1, stride=1, padding=r)
+    blurred = torch.where(interior > 0.5, torch.ones_like(blurred), blurred.clamp(0.0, 1.0))
+    return blurred * hard

@@ -1,0 +1,13 @@
+"""StyleGAN2 generator in pure PyTorch, state-dict compatible with NVlabs stylegan2-ada-pytorch ``G_ema``.
+
+Modules: ``ops`` (upfirdn2d, modulated convolution, bias + activation), ``layers`` (dense, synthesis and
+toRGB layers), ``mapping``, ``synthesis`` and ``generator``.
+"""
+
+from .generator import Generator
+from .layers import NOISE_MODES
+from .mapping import MappingNetwork
+from .ops import assert_shape
+from .synthesis import SynthesisNetwork
+
+__all__ = ["NOISE_MODES", "Generator", "MappingNetwork", "SynthesisNetwork", "assert_shape"]
