@@ -36,7 +36,15 @@ def save_png(path: Path, rgb: np.ndarray) -> None:
         bpy.data.images.remove(image)
 
 
-def srgb_from_linear(linear: np.ndarray) -> np.ndarray:
-    """The sRGB transfer curve (IEC 61966-2-1) applied to linear values, clipped to [0, 1]."""
-    x = np.clip(linear, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055).astype(np.float32)
+def set_render_output(
+    scene: bpy.types.Scene, filepath: str, file_format: str, color_depth: str, color_mode: str = "RGB"
+) -> None:
+    """Point the scene's render output at ``filepath`` (``#`` = frame digits) in a single-layer format."""
+    settings = scene.render.image_settings
+    if hasattr(settings, "media_type"):  # Blender 5.0+: multilayer EXR is a separate media type
+        settings.media_type = "IMAGE"
+    settings.file_format = file_format
+    settings.color_depth = color_depth
+    settings.color_mode = color_mode
+    scene.render.filepath = filepath
+    scene.render.use_file_extension = "#" in filepath

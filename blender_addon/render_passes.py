@@ -15,11 +15,12 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from neural_backend.color import srgb_from_linear
 from neural_backend.passes import FramePasses
 from rigs.lbs import barycentric_points
 
 from . import camera as cam
-from .images import load_pixels, save_png, srgb_from_linear
+from .images import load_pixels, save_png, set_render_output
 from .names import LANDMARK_BARY_PROP, LANDMARK_FACES_PROP, REGION_ATTRIBUTE, REGION_MATERIAL
 from .rig_builder import RigObjects
 from .rig_params import read_params
@@ -90,14 +91,7 @@ def landmark_points(objects: RigObjects) -> np.ndarray:
 
 
 def _render_exr(scene: bpy.types.Scene, path: Path) -> np.ndarray:
-    settings = scene.render.image_settings
-    if hasattr(settings, "media_type"):  # Blender 5.0+
-        settings.media_type = "IMAGE"
-    settings.file_format = "OPEN_EXR"
-    settings.color_depth = "32"
-    settings.color_mode = "RGBA"
-    scene.render.filepath = str(path)
-    scene.render.use_file_extension = False
+    set_render_output(scene, str(path), "OPEN_EXR", "32", "RGBA")
     bpy.ops.render.render(write_still=True)
     return load_pixels(path)
 

@@ -16,9 +16,10 @@ import bpy
 import numpy as np
 
 from neural_backend.client import Client
+from neural_backend.color import srgb_from_linear
 
 from .compositor import wire_refined_sequence
-from .images import save_png, srgb_from_linear
+from .images import save_png, set_render_output
 from .render_passes import render_frame_passes
 from .rig_builder import RigObjects
 
@@ -77,14 +78,7 @@ def composite_shot(scene: bpy.types.Scene, out_dir: Path, frames: Sequence[int])
     """
     first, last = min(frames), max(frames)
     wire_refined_sequence(scene, out_dir / "refined" / f"frame_{first:04d}.png", first, last - first + 1)
-    settings = scene.render.image_settings
-    if hasattr(settings, "media_type"):  # Blender 5.0+
-        settings.media_type = "IMAGE"
-    settings.file_format = "PNG"
-    settings.color_mode = "RGB"
-    settings.color_depth = "8"
-    scene.render.use_file_extension = True
-    scene.render.filepath = str(out_dir / "composite" / "frame_####")
+    set_render_output(scene, str(out_dir / "composite" / "frame_####"), "PNG", "8")
     saved_range = scene.frame_start, scene.frame_end
     try:
         for frame in frames:

@@ -9,15 +9,12 @@ a plain affine map between two continuous coordinate systems.
 from __future__ import annotations
 
 import math
-from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .stylegan2.ops import assert_shape
-
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 # iBUG-68 index ranges used by the FFHQ recipe.
 LEFT_EYE = slice(36, 42)  # the eye on the image left (subject's right)
@@ -176,26 +173,6 @@ def warp_to_frame(
     ones = torch.ones_like(crop[:, :1])
     coverage = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return image, coverage
-
-
-def srgb_from_linear(linear: ArrayT) -> ArrayT:
-    """Standard sRGB transfer curve (IEC 61966-2-1), elementwise, numpy or torch; negatives stay linear."""
-    if isinstance(linear, torch.Tensor):
-        curve = 1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055
-        return torch.where(linear <= 0.0031308, 12.92 * linear, curve)
-    linear = np.asarray(linear)
-    curve = 1.055 * np.maximum(linear, 0.0031308) ** (1 / 2.4) - 0.055
-    return np.where(linear <= 0.0031308, 12.92 * linear, curve).astype(linear.dtype, copy=False)
-
-
-def linear_from_srgb(srgb: ArrayT) -> ArrayT:
-    """Inverse of :func:`srgb_from_linear`, elementwise, numpy or torch."""
-    if isinstance(srgb, torch.Tensor):
-        curve = ((srgb.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4
-        return torch.where(srgb <= 0.04045, srgb / 12.92, curve)
-    srgb = np.asarray(srgb)
-    curve = ((np.maximum(srgb, 0.04045) + 0.055) / 1.055) ** 2.4
-    return np.where(srgb <= 0.04045, srgb / 12.92, curve).astype(srgb.dtype, copy=False)
 
 
 def feather(mask: torch.Tensor, radius_px: float) -> torch.Tensor:

@@ -18,11 +18,10 @@ from .alignment import (
     crop_matrix,
     feather,
     ffhq_quad,
-    linear_from_srgb,
-    srgb_from_linear,
     warp_to_crop,
     warp_to_frame,
 )
+from .color import linear_from_srgb, srgb_from_linear
 from .passes import FramePasses, RefinedFrame
 from .stylegan2 import Generator, assert_shape
 

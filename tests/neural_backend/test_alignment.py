@@ -10,12 +10,11 @@ from neural_backend.alignment import (
     crop_matrix,
     feather,
     ffhq_quad,
-    linear_from_srgb,
-    srgb_from_linear,
     transform_points,
     warp_to_crop,
     warp_to_frame,
 )
+from neural_backend.color import linear_from_srgb, srgb_from_linear
 
 
 def frontal_landmarks(
