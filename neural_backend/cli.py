@@ -71,6 +71,9 @@ def cli() -> None:
 @gan_resolution_option
 @_with_options(steps_options)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's).")
+@click.option(
+    "--device", default="auto", show_default=True, help="Torch device: auto (CUDA when present), cpu, cuda:N."
+)
 def serve(
     host: str,
     port: int,
@@ -79,6 +82,7 @@ def serve(
     steps_first: int | None,
     steps_warm: int | None,
     threads: int | None,
+    device: str,
 ) -> None:
     """Run the refinement backend on a local socket until SIGTERM or Ctrl-C.
 
@@ -88,7 +92,7 @@ def serve(
     """
     from .checkpoint import CheckpointError
     from .ports import BindError
-    from .server import Server, ServerConfig, load_backend
+    from .server import DeviceError, Server, ServerConfig, load_backend
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if threads:
@@ -101,16 +105,19 @@ def serve(
         checkpoint=checkpoint,
         resolution=gan_resolution,
         refine=_refine_config(steps_first, steps_warm),
+        device=device,
     )
     try:
         server = Server(config)
         backend = load_backend(config)
-    except (BindError, CheckpointError) as exc:
+    except (BindError, CheckpointError, DeviceError) as exc:
         raise UserError(str(exc)) from None
     if backend.untrained:
         click.echo("WARNING: no --checkpoint given: serving the built-in UNTRAINED generator.", err=True)
     click.echo(
-        f"rigstyle serve: listening on {config.address} (generator: {backend.generator_name})", err=True
+        f"rigstyle serve: listening on {config.address} "
+        f"(generator: {backend.generator_name}, device: {backend.refiner.device})",
+        err=True,
     )
     server.serve_forever(backend)
 

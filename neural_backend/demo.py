@@ -8,6 +8,7 @@ as a farm worker or the Blender GUI would talk to the backend. This module impor
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -60,6 +61,7 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[st
     if config.port is not None and not port_is_free(HOST, config.port):
         raise DemoError(f"port {config.port} on {HOST} is busy; choose another --port or leave it out")
     out = config.out.resolve()
+    _clear_previous_outputs(out)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     port = config.port or free_port(HOST)
@@ -97,6 +99,29 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[st
     worst = max(f["skin_loss_final"] / f["skin_loss_init"] for f in report["frames"])
     echo(f"done in {seconds['total']:.0f} s: {out} (worst skin loss final/init = {worst:.3f})")
     return report
+
+
+# What a demo run writes; a rerun removes exactly these first, so no stale frame survives.
+OUTPUT_FOLDERS = ("passes", "refined", "gan", "composite", "logs")
+OUTPUT_FILES = ("report.json", "contact_sheet.png", "scene.blend", "scene.blend1", "blender_job.json")
+
+METRIC_DEFINITIONS = {
+    "skin_loss_init": "masked MSE (skin pixels, [-1, 1] sRGB) of the generator at its average latent w_avg: "
+    "the un-fitted reference, measured for every frame",
+    "skin_loss_warm": "the same loss at the latent the inversion started from (the previous frame's latent "
+    "after the first frame)",
+    "skin_loss_final": "the same loss at the fitted latent",
+    "steps": "optimisation steps",
+    "seconds": "backend wall time for the frame",
+    "skin_fraction": "share of the aligned crop that is skin",
+}
+
+
+def _clear_previous_outputs(out: Path) -> None:
+    for name in OUTPUT_FOLDERS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def _start_backend(config: DemoConfig, port: int, log_path: Path) -> subprocess.Popen[bytes]:
@@ -182,6 +207,7 @@ def _report(
             "untrained": bool(health["untrained"]),
         },
         "seconds": seconds,
+        "metric_definitions": METRIC_DEFINITIONS,
         "outputs": {
             "passes": "passes/",
             "refined": "refined/frame_NNNN.png",

@@ -38,6 +38,10 @@ from .refine import RefineConfig, RefineError, Refiner, ShotState
 log = logging.getLogger("rigstyle.server")
 
 
+class DeviceError(ValueError):
+    """The requested torch device does not exist or cannot be used."""
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"  # Loopback only: the protocol has no authentication yet.
@@ -45,6 +49,7 @@ class ServerConfig:
     checkpoint: Path | None = None  # Generator checkpoint; None = the built-in untrained generator.
     resolution: int = 64  # Resolution of the built-in generator.
     refine: RefineConfig = field(default_factory=RefineConfig)  # Inversion settings.
+    device: str = "auto"  # Torch device for the generator: 'auto' (CUDA when present), 'cpu', 'cuda:1', ...
     limits: Limits = DEFAULT_LIMITS  # Message size limits, checked before allocation.
 
     @property
@@ -55,10 +60,12 @@ class ServerConfig:
 class Backend:
     """Request handling without I/O: the generator, the refiner and per-shot temporal state."""
 
-    def __init__(self, generator: torch.nn.Module, generator_name: str, refine: RefineConfig):
+    def __init__(
+        self, generator: torch.nn.Module, generator_name: str, refine: RefineConfig, device: str = "cpu"
+    ):
         self.generator_name = generator_name
         self.untrained = generator_name == BUILTIN_NAME
-        self.refiner = Refiner(generator, refine)
+        self.refiner = Refiner(generator, refine, device)
         self.resolution = int(generator.img_resolution)
         self.shots: dict[str, ShotState] = {}
 
@@ -87,6 +94,7 @@ class Backend:
             "generator": self.generator_name,
             "untrained": self.untrained,
             "resolution": self.resolution,
+            "device": str(self.refiner.device),
             "shots": len(self.shots),
         }
         return Message("health", message.id, fields)
@@ -110,7 +118,18 @@ def load_backend(config: ServerConfig) -> Backend:
         generator, name = builtin_generator(config.resolution), BUILTIN_NAME
     else:
         generator, name = load_generator(config.checkpoint), str(config.checkpoint)
-    return Backend(generator.eval().requires_grad_(False), name, config.refine)
+    return Backend(generator, name, config.refine, resolve_device(config.device))
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a CUDA device is usable, else 'cpu'; anything else must be a valid device."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise DeviceError(f"device {device!r} is not usable here: {str(exc).splitlines()[0]}") from None
+    return device
 
 
 class Server:

@@ -63,3 +63,7 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path: Path, command: str)
     bogus.write_bytes(b"this is not a checkpoint")
     where = ["--out", str(tmp_path / "o")] if command == "demo" else ["--port", str(free_port())]
     assert_one_line_error(run(command, "--checkpoint", str(bogus), *where), str(bogus))
+
+
+def test_an_unknown_device_is_a_one_line_error() -> None:
+    assert_one_line_error(run("serve", "--device", "cuda:7", "--port", str(free_port())), "cuda:7")
