@@ -28,6 +28,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy rigs neural_backend blender_addon
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

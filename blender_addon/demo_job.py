@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    objects = build_demo_scene(args.frames, *args.resolution, args.samples)
+    width, height = args.resolution
+    objects = build_demo_scene(args.frames, width, height, args.samples)
     bpy.ops.wm.save_as_mainfile(filepath=str(out / "scene.blend"))
     scene_seconds = time.perf_counter() - started
     progress(f"scene built and saved to {out / 'scene.blend'} ({scene_seconds:.1f} s)")

@@ -75,7 +75,7 @@ def _build_armature(rig: Rig, name: str, collection: bpy.types.Collection) -> bp
     bpy.ops.object.mode_set(mode="EDIT")
     try:
         joints = rig.rest_joints
-        bones = []
+        bones: list[bpy.types.EditBone] = []
         for index, joint_name in enumerate(rig.joint_names):
             bone = data.edit_bones.new(joint_name)
             bone.head = joints[index]

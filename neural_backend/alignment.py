@@ -136,15 +136,15 @@ def warp_to_crop(
         (N, C, size, size) float; points outside the frame read as 0.
     """
     assert_shape(image, [None, None, None, None], "image")
-    matrix = _check_matrix(matrix)
-    shrink = int(math.floor(math.sqrt(abs(np.linalg.det(matrix[:2, :2]))) + 1e-6))  # frame px per crop px
+    to_frame = _check_matrix(matrix)
+    shrink = int(math.floor(math.sqrt(abs(np.linalg.det(to_frame[:2, :2]))) + 1e-6))  # frame px per crop px
     if antialias and shrink >= 2:
         h, w = image.shape[2:]
         pad_h, pad_w = -h % shrink, -w % shrink
         image = F.pad(image, [0, pad_w, 0, pad_h], mode="replicate") if pad_h or pad_w else image
         image = F.avg_pool2d(image, shrink)
-        matrix = np.diag([1.0 / shrink, 1.0 / shrink, 1.0]) @ matrix  # frame px -> pooled px
-    grid = _sampling_grid(matrix, (size, size), tuple(image.shape[2:]), image.device)
+        to_frame = np.diag([1.0 / shrink, 1.0 / shrink, 1.0]) @ to_frame  # frame px -> pooled px
+    grid = _sampling_grid(to_frame, (size, size), (image.shape[2], image.shape[3]), image.device)
     grid = grid.to(image.dtype).expand(image.shape[0], -1, -1, -1)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -167,7 +167,7 @@ def warp_to_frame(
     if crop.shape[2] != crop.shape[3]:
         raise ValueError(f"crop: expected a square crop, got {list(crop.shape)}")
     inverse = np.linalg.inv(_check_matrix(matrix))
-    grid = _sampling_grid(inverse, tuple(frame_hw), tuple(crop.shape[2:]), crop.device)
+    grid = _sampling_grid(inverse, frame_hw, (crop.shape[2], crop.shape[3]), crop.device)
     grid = grid.to(crop.dtype).expand(crop.shape[0], -1, -1, -1)
     image = F.grid_sample(crop, grid, mode="bilinear", padding_mode="border", align_corners=False)
     ones = torch.ones_like(crop[:, :1])

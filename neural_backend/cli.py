@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from .refine import RefineConfig  # imported in the command itself: the CLI loads torch only when needed
 
 USER_ERROR_EXIT = 2
 
@@ -35,21 +40,12 @@ gan_resolution_option = click.option(
     callback=_power_of_two,
     help="Resolution of the built-in generator (ignored with --checkpoint).",
 )
-steps_options = [
-    click.option(
-        "--steps-first", type=click.IntRange(min=1), help="Inversion steps for a shot's first frame."
-    ),
-    click.option("--steps-warm", type=click.IntRange(min=1), help="Inversion steps for warm-started frames."),
-]
-
-
-def _with_options(options):  # type: ignore[no-untyped-def]
-    def decorate(function):  # type: ignore[no-untyped-def]
-        for option in reversed(options):
-            function = option(function)
-        return function
-
-    return decorate
+steps_first_option = click.option(
+    "--steps-first", type=click.IntRange(min=1), help="Inversion steps for a shot's first frame."
+)
+steps_warm_option = click.option(
+    "--steps-warm", type=click.IntRange(min=1), help="Inversion steps for warm-started frames."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,7 +65,8 @@ def cli() -> None:
 @click.option("--port", default=7557, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @checkpoint_option
 @gan_resolution_option
-@_with_options(steps_options)
+@steps_first_option
+@steps_warm_option
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's).")
 @click.option(
     "--device", default="auto", show_default=True, help="Torch device: auto (CUDA when present), cpu, cuda:N."
@@ -122,11 +119,16 @@ def serve(
     server.serve_forever(backend)
 
 
-def _refine_config(steps_first: int | None, steps_warm: int | None):  # type: ignore[no-untyped-def]
+def _refine_config(steps_first: int | None, steps_warm: int | None) -> RefineConfig:
+    """The default inversion settings with the step counts given on the command line."""
     from .refine import RefineConfig
 
-    overrides = {k: v for k, v in (("steps_first", steps_first), ("steps_warm", steps_warm)) if v}
-    return RefineConfig(**overrides)
+    defaults = RefineConfig()
+    return dataclasses.replace(
+        defaults,
+        steps_first=steps_first or defaults.steps_first,
+        steps_warm=steps_warm or defaults.steps_warm,
+    )
 
 
 @cli.command()
@@ -138,7 +140,8 @@ def _refine_config(steps_first: int | None, steps_warm: int | None):  # type: ig
 @click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1), help="Cycles samples.")
 @checkpoint_option
 @gan_resolution_option
-@_with_options(steps_options)
+@steps_first_option
+@steps_warm_option
 @click.option("--port", type=click.IntRange(1, 65535), help="Backend port (default: a free one).")
 def demo(
     out: Path,

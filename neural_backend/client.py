@@ -45,7 +45,7 @@ class Client:
         self.timeout = timeout
         self.limits = limits
         self._ids = itertools.count(1)
-        self._context = zmq.Context.instance()
+        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._socket: zmq.Socket | None = None
 
     def __enter__(self) -> Client:

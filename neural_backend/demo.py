@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[st
                 "its output is not a face. Pass --checkpoint for real results."
             )
         echo(f"[2/4] Blender: building the demo shot, rendering {config.frames} frames, refining each")
-        _run_blender_job(config, out, address, logs / "blender.log", echo)
+        _run_blender_job(config, out, address, logs / "blender.log", echo, backend)
     finally:
         _stop(backend)
     job = json.loads((out / "blender_job.json").read_text())
@@ -150,8 +151,14 @@ def _wait_for_backend(process: subprocess.Popen[bytes], address: str, log_path: 
 
 
 def _run_blender_job(
-    config: DemoConfig, out: Path, address: str, log_path: Path, echo: Callable[[str], None]
+    config: DemoConfig,
+    out: Path,
+    address: str,
+    log_path: Path,
+    echo: Callable[[str], None],
+    backend: subprocess.Popen[bytes],
 ) -> None:
+    """Run the Blender side, relaying its progress lines; stop it at once if the backend dies."""
     command = [
         sys.executable, "-m", "blender_addon.demo_job",
         "--out", str(out),
@@ -164,14 +171,27 @@ def _run_blender_job(
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
         )
+        watcher = threading.Thread(target=_kill_when_exits, args=(backend, process), daemon=True)
+        watcher.start()
         assert process.stdout is not None
         for line in process.stdout:
             log.write(line)
             if line.startswith("[rigstyle]"):
                 echo("      " + line.removeprefix("[rigstyle]").strip())
         code = process.wait()
+    if backend.poll() is not None:
+        raise DemoFailed(f"backend exited (code {backend.returncode}) during the shot — see logs/backend.log")
     if code != 0:
         raise DemoFailed(f"Blender job failed (exit code {code}): {_last_line(log_path)} — see {log_path}")
+
+
+def _kill_when_exits(backend: subprocess.Popen[bytes], job: subprocess.Popen[str]) -> None:
+    """Stop the Blender job as soon as the backend dies, instead of letting it wait for a timeout."""
+    while job.poll() is None:
+        if backend.poll() is not None:
+            job.kill()
+            return
+        time.sleep(0.5)
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -16,7 +16,8 @@ def check_bind_address(host: str) -> None:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except socket.gaierror:
         raise BindError(f"cannot resolve host {host!r}") from None
-    if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+    # An IPv4/IPv6 sockaddr starts with the address as text; anything else is not a loopback address.
+    if not all(isinstance(a, str) and ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
         raise BindError(
             f"refusing to bind {host!r}: only loopback addresses are allowed (no authentication yet)"
         )

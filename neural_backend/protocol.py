@@ -85,7 +85,7 @@ def encode(message: Message) -> list[bytes | memoryview]:
         if array.dtype != WIRE_DTYPES[wire_name] or not array.flags.c_contiguous:
             array = array.astype(WIRE_DTYPES[wire_name], order="C")
         specs.append({"name": name, "dtype": wire_name, "shape": list(array.shape)})
-        payloads.append(memoryview(array.reshape(-1).view(np.uint8)))
+        payloads.append(array.reshape(-1).view(np.uint8).data)  # .data: the array's memoryview, no copy
     header = {
         MAGIC: PROTOCOL_VERSION,
         "type": message.type,

@@ -34,6 +34,7 @@ from .protocol import (
     error_message,
 )
 from .refine import RefineConfig, RefineError, Refiner, ShotState
+from .stylegan2 import Generator
 
 log = logging.getLogger("rigstyle.server")
 
@@ -60,9 +61,7 @@ class ServerConfig:
 class Backend:
     """Request handling without I/O: the generator, the refiner and per-shot temporal state."""
 
-    def __init__(
-        self, generator: torch.nn.Module, generator_name: str, refine: RefineConfig, device: str = "cpu"
-    ):
+    def __init__(self, generator: Generator, generator_name: str, refine: RefineConfig, device: str = "cpu"):
         self.generator_name = generator_name
         self.untrained = generator_name == BUILTIN_NAME
         self.refiner = Refiner(generator, refine, device)
@@ -140,7 +139,7 @@ class Server:
         check_bind_address(config.host)
         self.config = config
         self._stop = False
-        self._context = zmq.Context.instance()
+        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
         try:

@@ -27,16 +27,14 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
-def python_files(*folders: str, exclude: str | None = None) -> list[Path]:
+def python_files(*folders: str) -> list[Path]:
     files = [p for folder in folders for p in (ROOT / folder).rglob("*.py")]
     assert files, f"no Python files under {folders}"
-    return [p for p in files if exclude is None or not p.is_relative_to(ROOT / exclude)]
+    return files
 
 
 @pytest.mark.parametrize(
-    "path",
-    python_files("rigs", "neural_backend", "tests", exclude="tests/blender_addon"),
-    ids=lambda p: str(p.relative_to(ROOT)),
+    "path", python_files("rigs", "neural_backend"), ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_bpy_is_imported_only_in_blender_addon(path: Path) -> None:
     assert not imported_roots(path) & {"bpy", "mathutils", "bmesh"}, f"{path} imports Blender modules"

@@ -4,13 +4,18 @@ process over the real socket, with the built-in generator and with a saved check
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from neural_backend.ports import free_port
 
 RIGSTYLE = str(Path(sys.executable).parent / "rigstyle")
 TINY = ["--frames", "3", "--resolution", "96", "--samples", "2", "--steps-first", "150", "--steps-warm", "80"]
@@ -40,7 +45,7 @@ def test_demo_writes_every_output_and_fits_the_skin(tmp_path: Path) -> None:
         assert report["seconds"][stage] > 0
     for frame in report["frames"]:
         assert frame["skin_loss_final"] <= 0.1 * frame["skin_loss_init"], frame
-    assert (out / "scene.blend").stat().st_size > 0
+    assert_scene_is_the_animated_rig(out / "scene.blend", frames=3)
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.height >= 4 * 100
     for frame in (1, 2, 3):
@@ -70,3 +75,44 @@ def test_demo_runs_from_a_saved_checkpoint(tmp_path: Path) -> None:
     assert "UNTRAINED" not in result.stdout
     assert report["checkpoint"]["path"] == str(checkpoint) and report["checkpoint"]["untrained"] is False
     assert report["gan_resolution"] == 32
+
+
+def assert_scene_is_the_animated_rig(path: Path, frames: int) -> None:
+    """The saved .blend reopens in real Blender with the rig, camera and keyframed performance."""
+    import bpy
+
+    from blender_addon.rig_params import find_rig, read_params
+
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    scene = bpy.context.scene
+    assert (scene.frame_start, scene.frame_end) == (1, frames)
+    assert scene.camera is not None and scene.render.engine == "CYCLES"
+    objects = find_rig(scene)
+    neck = list(objects.armature.pose.bones.keys()).index("neck")
+    yaws = []
+    for frame in (1, frames):
+        scene.frame_set(frame)
+        yaws.append(read_params(objects)["pose"][neck][1])
+    assert yaws[0] < -0.2 < 0.2 < yaws[1], "the head turns across the shot"
+
+
+def test_backend_death_mid_shot_fails_loudly_without_unrefined_frames(tmp_path: Path) -> None:
+    out, port = tmp_path / "demo", free_port()
+    command = [RIGSTYLE, "demo", "--out", str(out), "--frames", "4", "--resolution", "96", "--samples", "1",
+               "--gan-resolution", "32", "--steps-first", "100000", "--port", str(port)]  # fmt: skip
+    demo = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        if "[2/4]" in line:  # the backend is up and Blender is rendering the first frame
+            break
+    found = subprocess.run(
+        ["pgrep", "-f", f"serve --host 127.0.0.1 --port {port}"], capture_output=True, text=True
+    )
+    time.sleep(5)  # the first frame reaches the backend, whose 100,000-step inversion never ends
+    os.kill(int(found.stdout.split()[0]), signal.SIGKILL)
+    _, stderr = demo.communicate(timeout=120)
+    assert demo.returncode == 1
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "backend exited" in lines[0]
+    assert not list(out.glob("refined/*.png")), "no unrefined frame may be written as refined"
+    assert not (out / "report.json").exists()

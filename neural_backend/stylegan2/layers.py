@@ -49,6 +49,9 @@ class FullyConnectedLayer(torch.nn.Module):
 class SynthesisLayer(torch.nn.Module):
     """Modulated, demodulated 3x3 convolution (optionally 2x upsampling) + noise + bias + lrelu."""
 
+    resample_filter: torch.Tensor  # buffer: FIR low-pass used when upsampling
+    noise_const: torch.Tensor  # buffer (only with use_noise): the fixed noise image for noise_mode='const'
+
     def __init__(
         self,
         in_channels: int,  # Number of input channels.

@@ -11,6 +11,8 @@ from .ops import assert_shape, normalize_2nd_moment
 class MappingNetwork(torch.nn.Module):
     """NVlabs-compatible mapping network (``fc{i}``, optional ``embed``, ``w_avg`` buffer)."""
 
+    w_avg: torch.Tensor  # buffer: centre of W (see __init__)
+
     def __init__(
         self,
         z_dim: int,  # Input latent (Z) dimensionality.

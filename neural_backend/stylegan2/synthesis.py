@@ -13,6 +13,8 @@ from .ops import assert_shape, setup_filter, upsample2d
 class SynthesisBlock(torch.nn.Module):
     """One resolution: (const | 2x-upsampling conv0) -> conv1 -> toRGB added to the upsampled image."""
 
+    resample_filter: torch.Tensor  # buffer: FIR low-pass used to upsample the previous block's image
+
     def __init__(
         self,
         in_channels: int,  # Number of input channels, 0 = first block (learned constant input).
@@ -62,6 +64,8 @@ class SynthesisBlock(torch.nn.Module):
             x = self.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
             half = self.resolution // 2
+            if x is None:  # ValueError, as assert_shape raises for any other non-tensor
+                raise ValueError(f"x: block b{self.resolution} needs the previous block's features, got None")
             assert_shape(x, [ws.shape[0], self.in_channels, half, half], "x")
             x = self.conv0(x, next(w_iter), **kwargs)
         x = self.conv1(x, next(w_iter), **kwargs)
@@ -114,11 +118,14 @@ class SynthesisNetwork(torch.nn.Module):
         """
         assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
         ws = ws.to(torch.float32)
-        x = img = None
+        x: torch.Tensor | None = None
+        img: torch.Tensor | None = None
         w_idx = 0
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             x, img = block(x, img, block_ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
             w_idx += block.num_conv
+        if img is None:  # unreachable: img_resolution >= 4 guarantees at least the 4x4 block
+            raise RuntimeError("synthesis network has no blocks")
         return img

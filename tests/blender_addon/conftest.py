@@ -1,10 +1,9 @@
-"""Blender tests run against the real ``bpy`` module with a fresh empty scene each."""
+"""Blender tests run against the real ``bpy`` module (installed by `make test`) with a fresh empty scene."""
 
 from __future__ import annotations
 
+import bpy
 import pytest
-
-bpy = pytest.importorskip("bpy", reason="the real bpy module is installed by `make test`")
 
 
 @pytest.fixture(autouse=True)
