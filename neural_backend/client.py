@@ -90,7 +90,7 @@ class Client:
                 self.close()
                 raise BackendTimeout(self.address, timeout, message.type)
             reply = decode(socket.recv_multipart(copy=True), self.limits)
-            if reply.id != request_id:
+            if reply.id != request_id and not (reply.type == "error" and reply.id == 0):
                 continue  # a stale answer to an earlier, abandoned request
             if reply.type == "error":
                 raise BackendError(str(reply.fields.get("code")), str(reply.fields.get("message")))

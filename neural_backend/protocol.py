@@ -36,10 +36,11 @@ ERR_INTERNAL = "internal"  # the server failed; the request may be retried
 class ProtocolError(Exception):
     """A message that breaks the protocol. ``code`` is one of the ``ERR_*`` constants."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, request_id: int = 0):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.request_id = request_id  # the offending request's id once its header was readable, else 0
 
 
 @dataclass(frozen=True)
@@ -112,14 +113,24 @@ def decode(frames: Sequence[bytes | memoryview], limits: Limits = DEFAULT_LIMITS
             ERR_TOO_LARGE, f"header of {len(raw_header)} bytes exceeds {limits.max_header_bytes}"
         )
     header = _unpack_header(raw_header, limits)
-    specs = header["tensors"]
-    if len(specs) != len(frames) - 1:
+    try:
+        tensors = _decode_tensors(header["tensors"], frames[1:], limits)
+    except ProtocolError as exc:
+        exc.request_id = header["id"]  # so the error reaches the request that caused it
+        raise
+    return Message(type=header["type"], id=header["id"], fields=header["fields"], tensors=tensors)
+
+
+def _decode_tensors(
+    specs: list[Any], payloads: Sequence[bytes | memoryview], limits: Limits
+) -> dict[str, np.ndarray]:
+    if len(specs) != len(payloads):
         raise ProtocolError(
-            ERR_BAD_MESSAGE, f"header describes {len(specs)} tensors but {len(frames) - 1} frames follow"
+            ERR_BAD_MESSAGE, f"header describes {len(specs)} tensors but {len(payloads)} frames follow"
         )
     total = 0
     tensors: dict[str, np.ndarray] = {}
-    for spec, payload in zip(specs, frames[1:], strict=True):
+    for spec, payload in zip(specs, payloads, strict=True):
         name, dtype, shape = _check_spec(spec, limits)
         nbytes = math.prod(shape) * dtype.itemsize
         total += nbytes
@@ -133,7 +144,7 @@ def decode(frames: Sequence[bytes | memoryview], limits: Limits = DEFAULT_LIMITS
         if name in tensors:
             raise ProtocolError(ERR_BAD_MESSAGE, f"tensor {name!r} appears twice")
         tensors[name] = np.frombuffer(payload, dtype=dtype).reshape(shape)
-    return Message(type=header["type"], id=header["id"], fields=header["fields"], tensors=tensors)
+    return tensors
 
 
 def _unpack_header(raw: bytes, limits: Limits) -> dict[str, Any]:

@@ -174,7 +174,7 @@ class Server:
         try:
             request = decode(body, self.config.limits)
         except ProtocolError as exc:
-            reply = error_message(0, exc.code, exc.message)
+            reply = error_message(exc.request_id, exc.code, exc.message)
         else:
             reply = backend.handle(request)
         self._socket.send_multipart([routing, *encode(reply)], copy=False)

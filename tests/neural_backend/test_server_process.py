@@ -107,7 +107,7 @@ def test_a_header_claiming_a_huge_tensor_is_refused_before_allocation(server: st
     huge = {"name": "beauty", "dtype": "float64", "shape": [1 << 20, 1 << 10, 3]}
     header = {"rigstyle": 1, "type": "refine_frame", "id": 3, "fields": {}, "tensors": [huge]}
     reply = raw_request(server, [msgpack.packb(header), b""])
-    assert reply.fields["code"] == "too_large"
+    assert reply.fields["code"] == "too_large" and reply.id == 3, "the error names the offending request"
 
 
 def test_a_second_server_on_a_busy_port_exits_2_with_one_line(server: str) -> None:
