@@ -78,46 +78,30 @@ def test_zip_that_is_not_an_npz(tmp_path):
     check_error(path, "'format'")
 
 
-def test_npz_without_format_tag(small_rig, tmp_path):
-    path = tmp_path / "untagged.npz"
+@pytest.mark.parametrize(
+    "drop, replace, fragment",
+    [
+        (("format",), {}, "without a 'format' entry"),
+        ((), {"format": np.array("something-else")}, "unknown format tag 'something-else'"),
+        ((), {"version": np.array(2)}, "unsupported rig file version 2"),
+        (("lbs_weights",), {}, "missing field 'lbs_weights'"),
+        ((), {"lbs_weights": np.full((6, 2), 0.5)}, "lbs_weights: expected shape [6, 3], got [6, 2]"),
+        ((), {"joint_names": np.array(["root", "a", "b"], dtype=object)}, "'joint_names'"),
+    ],
+    ids=[
+        "no-format-tag",
+        "wrong-format-tag",
+        "future-version",
+        "missing-field",
+        "bad-shape",
+        "pickled-entry",
+    ],
+)
+def test_damaged_rig_files_name_the_file_and_the_problem(small_rig, tmp_path, drop, replace, fragment):
+    path = tmp_path / "damaged.npz"
     rigs.save(small_rig, path)
-    rewrite(path, drop=("format",))
-    check_error(path, "without a 'format' entry")
-
-
-def test_wrong_format_tag(small_rig, tmp_path):
-    path = tmp_path / "tagged.npz"
-    rigs.save(small_rig, path)
-    rewrite(path, format=np.array("something-else"))
-    check_error(path, "unknown format tag 'something-else'")
-
-
-def test_unsupported_version(small_rig, tmp_path):
-    path = tmp_path / "v2.npz"
-    rigs.save(small_rig, path)
-    rewrite(path, version=np.array(2))
-    check_error(path, "unsupported rig file version 2")
-
-
-def test_missing_field(small_rig, tmp_path):
-    path = tmp_path / "partial.npz"
-    rigs.save(small_rig, path)
-    rewrite(path, drop=("lbs_weights",))
-    check_error(path, "missing field 'lbs_weights'")
-
-
-def test_invalid_contents_name_the_file_and_field(small_rig, tmp_path):
-    path = tmp_path / "bad.npz"
-    rigs.save(small_rig, path)
-    rewrite(path, lbs_weights=np.full((6, 2), 0.5))
-    check_error(path, "lbs_weights: expected shape [6, 3], got [6, 2]")
-
-
-def test_pickled_entries_are_refused(small_rig, tmp_path):
-    path = tmp_path / "pickled.npz"
-    rigs.save(small_rig, path)
-    rewrite(path, joint_names=np.array(["root", "a", "b"], dtype=object))
-    check_error(path, "'joint_names'")
+    rewrite(path, drop=drop, **replace)
+    check_error(path, fragment)
 
 
 def test_unknown_kind(small_rig, tmp_path):
