@@ -184,6 +184,46 @@ def demo(
         raise click.ClickException(str(exc)) from None
 
 
+@cli.group()
+def rig() -> None:
+    """Inspect rig model files (FLAME, SMPL-X, RigStyle .npz) and turn them into Blender scenes."""
+
+
+@rig.command("info")
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+def rig_info(model: Path) -> None:
+    """Print what a rig model file contains.
+
+    \b
+    Example:
+      rigstyle rig info FLAME2020/generic_model.pkl
+    """
+    import numpy as np
+
+    import rigs
+    from rigs.regions import REGION_NAMES
+
+    try:
+        loaded = rigs.load(model)
+    except rigs.RigError as exc:
+        raise UserError(str(exc)) from None
+    counts = np.bincount(loaded.face_regions, minlength=len(REGION_NAMES))
+    regions = ", ".join(f"{REGION_NAMES[label]} {count}" for label, count in enumerate(counts) if count)
+    lines = [
+        f"file:        {model}",
+        f"name:        {loaded.name}",
+        f"vertices:    {loaded.num_vertices}",
+        f"faces:       {len(loaded.faces)}",
+        f"joints:      {loaded.num_joints} ({', '.join(loaded.joint_names[:8])}"
+        f"{', ...' if loaded.num_joints > 8 else ''})",
+        f"shape:       {loaded.num_betas} components",
+        f"expression:  {loaded.num_expressions} components",
+        f"landmarks:   {loaded.num_landmarks}",
+        f"regions:     {regions} (faces)",
+    ]
+    click.echo("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every click or user error becomes one line on stderr and exit code 2."""
     try:

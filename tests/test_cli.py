@@ -67,3 +67,20 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path: Path, command: str)
 
 def test_an_unknown_device_is_a_one_line_error() -> None:
     assert_one_line_error(run("serve", "--device", "cuda:7", "--port", str(free_port())), "cuda:7")
+
+
+def test_rig_info_describes_a_rig_file(tmp_path: Path) -> None:
+    import rigs
+
+    path = tmp_path / "head.npz"
+    rigs.save(rigs.demo_head(), path)
+    result = run("rig", "info", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "vertices:    4902" in result.stdout and "joints:      5 (root, neck, jaw" in result.stdout
+    assert "landmarks:   68" in result.stdout
+
+
+def test_rig_info_on_a_bad_file_is_a_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "model.pkl"
+    bad.write_bytes(b"\x80\x04junk")
+    assert_one_line_error(run("rig", "info", str(bad)), str(bad))
