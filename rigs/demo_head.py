@@ -99,6 +99,7 @@ def demo_head() -> Rig:
     landmark_faces, landmark_bary = embed_points(mesh.vertices, mesh.faces, targets, allowed)
     return Rig(
         name="rigstyle-demo-head",
+        kind="demo",
         v_template=mesh.vertices,
         faces=mesh.faces,
         shapedirs=identity_dirs(mesh.vertices, mesh.neckness, mesh.eye_of, mesh.eye_centres),

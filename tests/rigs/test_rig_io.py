@@ -107,8 +107,8 @@ def test_damaged_rig_files_name_the_file_and_the_problem(small_rig, tmp_path, dr
 def test_unknown_kind(small_rig, tmp_path):
     path = tmp_path / "small.npz"
     rigs.save(small_rig, path)
-    with pytest.raises(RigError, match="unknown rig kind 'flame'"):
-        rigs.load(path, kind="flame")
+    with pytest.raises(RigError, match="unknown rig kind 'mano'"):
+        rigs.load(path, kind="mano")
 
 
 def test_save_into_missing_directory(small_rig, tmp_path):
