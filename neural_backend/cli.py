@@ -212,16 +212,18 @@ def rig_info(model: Path) -> None:
     lines = [
         f"file:        {model}",
         f"name:        {loaded.name}",
+        f"kind:        {loaded.kind}" + (f" ({loaded.gender})" if loaded.gender else ""),
         f"vertices:    {loaded.num_vertices}",
         f"faces:       {len(loaded.faces)}",
         f"joints:      {loaded.num_joints} ({', '.join(loaded.joint_names[:8])}"
         f"{', ...' if loaded.num_joints > 8 else ''})",
         f"shape:       {loaded.num_betas} components",
         f"expression:  {loaded.num_expressions} components",
-        f"landmarks:   {loaded.num_landmarks}",
+        f"landmarks:   {loaded.num_landmarks} static, {loaded.num_dynamic_landmarks} dynamic contour",
+        f"hands:       {loaded.num_hand_components} PCA components" if loaded.num_hand_components else "",
         f"regions:     {regions} (faces)",
     ]
-    click.echo("\n".join(lines))
+    click.echo("\n".join(line for line in lines if line))
 
 
 def main(argv: list[str] | None = None) -> None:

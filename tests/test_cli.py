@@ -77,7 +77,18 @@ def test_rig_info_describes_a_rig_file(tmp_path: Path) -> None:
     result = run("rig", "info", str(path))
     assert result.returncode == 0, result.stderr
     assert "vertices:    4902" in result.stdout and "joints:      5 (root, neck, jaw" in result.stdout
-    assert "landmarks:   68" in result.stdout
+    assert "landmarks:   68 static" in result.stdout
+
+
+@pytest.mark.parametrize("variant", ["chumpy", "npz"])
+def test_rig_info_reads_official_flame_files(tmp_path: Path, variant: str) -> None:
+    from official_files import write_flame
+
+    path = write_flame(tmp_path / "flame", variant=variant)
+    result = run("rig", "info", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "kind:        flame" in result.stdout and "joints:      5" in result.stdout
+    assert "17 dynamic contour" in result.stdout
 
 
 def test_rig_info_on_a_bad_file_is_a_one_line_error(tmp_path: Path) -> None:
