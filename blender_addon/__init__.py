@@ -10,6 +10,15 @@ import bpy
 
 import rigs
 
+from . import live
+from .names import SETTINGS_PROP
+from .ui import (
+    RIGSTYLE_OT_randomise_params,
+    RIGSTYLE_OT_reset_params,
+    RIGSTYLE_PG_rig_settings,
+    RIGSTYLE_PT_rig,
+)
+
 
 class RIGSTYLE_OT_add_demo_head(bpy.types.Operator):
     """Add the licence-free procedural demo head (mesh, armature, shape keys) to the scene"""
@@ -30,16 +39,26 @@ def _menu_add(self: bpy.types.Menu, context: bpy.types.Context) -> None:
     self.layout.operator(RIGSTYLE_OT_add_demo_head.bl_idname, icon="USER")
 
 
-classes = (RIGSTYLE_OT_add_demo_head,)
+classes = (
+    RIGSTYLE_PG_rig_settings,
+    RIGSTYLE_OT_add_demo_head,
+    RIGSTYLE_OT_reset_params,
+    RIGSTYLE_OT_randomise_params,
+    RIGSTYLE_PT_rig,
+)
 
 
 def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
+    setattr(bpy.types.Object, SETTINGS_PROP, bpy.props.PointerProperty(type=RIGSTYLE_PG_rig_settings))
     bpy.types.VIEW3D_MT_add.append(_menu_add)
+    live.install_handlers()
 
 
 def unregister() -> None:
+    live.uninstall_handlers()
     bpy.types.VIEW3D_MT_add.remove(_menu_add)
+    delattr(bpy.types.Object, SETTINGS_PROP)
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -9,3 +9,16 @@ SHAPE_KEY_PREFIX = "shape."  # shape keys driven by identity (betas) coefficient
 REGION_MATERIAL = "RigStyle Region Labels"  # emission material used as the region pass override
 COMPOSITOR_GROUP = "RigStyle Compositor"
 REFINED_IMAGE = "RigStyle Refined"
+CORRECTIVE_KEY = "pose_correctives"  # shape key (value 1) rewritten on every frame with the pose correctives
+# The live-rig arrays live in a Text datablock that no object uses, so the depsgraph never copies them.
+LIVE_DATA_PROP = "rigstyle_live_data"  # mesh data custom property: name of its live-data Text datablock
+LIVE_TOKEN_PROP = "rigstyle_live_token"  # on the mesh data and the Text: finds the Text after renames
+POSEDIRS_PROP = "rigstyle_posedirs"  # Text custom property: (P * V * 3,) float32 pose-corrective basis
+JOINT_DIRS_PROP = "rigstyle_joint_dirs"  # Text custom property: (J * 3 * K,) float64 joint offsets
+COEFF_KEYS_PROP = "rigstyle_coeff_keys"  # Text custom property: (K,) shape key names, joint_dirs' columns
+JOINT_NAMES_PROP = "rigstyle_joint_names"  # mesh data custom property: (J,) joint (bone) names, model order
+PARENTS_PROP = "rigstyle_parents"  # Text custom property: (J,) int parent joint of each joint
+DEFORM_BONE_PREFIX = "DEF-"  # deforming twin of every joint bone; carries the shape-dependent joint offset
+OFFSET_BONE = "rigstyle_joint_offset"  # root-level bone whose location is the root joint's shape offset
+INTERNAL_BONE_COLLECTION = "RigStyle internals"  # hidden bone collection of the DEF- and offset bones
+SETTINGS_PROP = "rigstyle"  # Object pointer property: RIGSTYLE_PG_rig_settings

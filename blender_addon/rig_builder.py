@@ -6,7 +6,12 @@ Conventions that make Blender's deformation equal the rig's linear blend skinnin
 - Every bone points along the armature's +Y with zero roll, so its rest orientation is the identity and a
   pose bone's rotation is exactly the joint's axis-angle rotation in the parent's frame; the root pose
   bone's location is the rig's ``transl``.
-- Shape keys ``shape.NN`` and ``expression.<name>`` hold the blendshapes; vertex groups hold the weights.
+- Joint bones (named as the model's joints) carry the keyframes and do not deform; each has a deforming
+  twin ``DEF-<joint>`` whose vertex group holds the skinning weights. ``live`` moves both with the
+  shape-dependent joint offsets and rewrites the ``pose_correctives`` shape key on every frame.
+- Shape keys ``shape.NN`` and ``expression.<name>`` hold the blendshapes.
+
+Building is all or nothing: on any error every datablock created so far is removed before re-raising.
 """
 
 from __future__ import annotations
@@ -20,10 +25,15 @@ import numpy as np
 from rigs import Rig
 from rigs.regions import REGION_NAMES
 
+from . import live
 from .names import (
+    CORRECTIVE_KEY,
+    DEFORM_BONE_PREFIX,
     EXPRESSION_KEY_PREFIX,
+    INTERNAL_BONE_COLLECTION,
     LANDMARK_BARY_PROP,
     LANDMARK_FACES_PROP,
+    OFFSET_BONE,
     REGION_ATTRIBUTE,
     RIG_NAME_PROP,
     SHAPE_KEY_PREFIX,
@@ -51,17 +61,68 @@ class RigObjects:
 
 
 def build_rig(rig: Rig, name: str = "RigStyle", collection: bpy.types.Collection | None = None) -> RigObjects:
-    """Create the armature and skinned mesh of ``rig`` in ``collection`` (default: the scene's)."""
+    """Create the armature and skinned mesh of ``rig`` in ``collection`` (default: the scene's).
+
+    Also installs the handlers that keep the pose correctives and joint offsets live (see ``live``), so
+    headless scripts that never register the add-on get them too.
+
+    Raises:
+        Exception: whatever failed; nothing this call created is left in ``bpy.data``.
+    """
     collection = collection or bpy.context.scene.collection
+    before = _datablocks()
+    try:
+        objects = _build(rig, name, collection)
+    except BaseException:
+        _remove_new_datablocks(before)
+        raise
+    live.install_handlers()
+    # GUI animation renders run the frame handlers on the render thread; locking the interface keeps the
+    # viewport from evaluating (and reading) the rig while they write to it.
+    bpy.context.scene.render.use_lock_interface = True
+    live.update_scene(bpy.context.scene, bpy.context.evaluated_depsgraph_get())
+    return objects
+
+
+def _build(rig: Rig, name: str, collection: bpy.types.Collection) -> RigObjects:
     armature = _build_armature(rig, f"{name} Armature", collection)
     mesh = _build_mesh(rig, f"{name} Mesh", collection)
     mesh.parent = armature
     modifier = mesh.modifiers.new("Armature", "ARMATURE")
     modifier.object = armature
     _add_vertex_groups(mesh, rig)
-    _add_shape_keys(mesh, rig)
+    coeff_keys = _add_shape_keys(mesh, rig)
     _add_region_materials(mesh, rig)
+    live.store_live_data(
+        mesh.data,
+        rig.posedirs,
+        _joint_dirs(rig),
+        coeff_keys,
+        rig.joint_names,
+        rig.parents,
+    )
     return RigObjects(armature=armature, mesh=mesh)
+
+
+_DATA_COLLECTIONS = ("objects", "meshes", "armatures", "materials", "shape_keys", "actions", "texts")
+
+
+def _datablocks() -> set[int]:
+    return {block.session_uid for attr in _DATA_COLLECTIONS for block in getattr(bpy.data, attr)}
+
+
+def _remove_new_datablocks(before: set[int]) -> None:
+    """Remove every datablock of the kinds a build creates that did not exist in ``before``."""
+    if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
+    new = [b for attr in _DATA_COLLECTIONS for b in getattr(bpy.data, attr) if b.session_uid not in before]
+    bpy.data.batch_remove(new)
+
+
+def _joint_dirs(rig: Rig) -> np.ndarray:
+    """(J * 3, S + E) joint offset per shape then expression coefficient (joints are regressed from both)."""
+    dirs = np.concatenate([rig.shapedirs, rig.exprdirs], axis=2)  # (V, 3, K)
+    return np.einsum("jv,vck->jck", rig.j_regressor, dirs).reshape(rig.num_joints * 3, -1)
 
 
 def _build_armature(rig: Rig, name: str, collection: bpy.types.Collection) -> bpy.types.Object:
@@ -74,23 +135,44 @@ def _build_armature(rig: Rig, name: str, collection: bpy.types.Collection) -> bp
     bpy.context.view_layer.objects.active = armature
     bpy.ops.object.mode_set(mode="EDIT")
     try:
-        joints = rig.rest_joints
-        bones: list[bpy.types.EditBone] = []
-        for index, joint_name in enumerate(rig.joint_names):
-            bone = data.edit_bones.new(joint_name)
-            bone.head = joints[index]
-            bone.tail = joints[index] + np.array([0.0, BONE_LENGTH, 0.0])
-            bone.roll = 0.0
-            parent = int(rig.parents[index])
-            if parent >= 0:
-                bone.parent = bones[parent]
-            bones.append(bone)
+        _add_bones(data, rig)
     finally:
         bpy.ops.object.mode_set(mode="OBJECT")
         bpy.context.view_layer.objects.active = previous_active
     for pose_bone in armature.pose.bones:
         pose_bone.rotation_mode = "QUATERNION"
+    constraint = armature.pose.bones[rig.joint_names[0]].constraints.new("COPY_LOCATION")
+    constraint.name = "RigStyle joint offset"
+    constraint.target, constraint.subtarget = armature, OFFSET_BONE
+    constraint.use_offset = True
+    constraint.owner_space = constraint.target_space = "LOCAL"
     return armature
+
+
+def _add_bones(data: bpy.types.Armature, rig: Rig) -> None:
+    """Joint bones first (so pose.bones starts with the joints in tree order), then the internal bones."""
+    joints = rig.rest_joints
+    tip = np.array([0.0, BONE_LENGTH, 0.0])
+    bones: list[bpy.types.EditBone] = []
+    for index, joint_name in enumerate(rig.joint_names):
+        bone = data.edit_bones.new(joint_name)
+        bone.head, bone.tail, bone.roll = joints[index], joints[index] + tip, 0.0
+        bone.use_deform = False
+        parent = int(rig.parents[index])
+        if parent >= 0:
+            bone.parent = bones[parent]
+        bones.append(bone)
+    internal = data.collections.new(INTERNAL_BONE_COLLECTION)
+    internal.is_visible = False
+    for index, joint_name in enumerate(rig.joint_names):
+        twin = data.edit_bones.new(DEFORM_BONE_PREFIX + joint_name)
+        twin.head, twin.tail, twin.roll = joints[index], joints[index] + tip / 2, 0.0
+        twin.parent = bones[index]
+        internal.assign(twin)
+    offset = data.edit_bones.new(OFFSET_BONE)
+    offset.head, offset.tail, offset.roll = (0.0, 0.0, 0.0), tip, 0.0
+    offset.use_deform = False
+    internal.assign(offset)
 
 
 def _build_mesh(rig: Rig, name: str, collection: bpy.types.Collection) -> bpy.types.Object:
@@ -116,14 +198,18 @@ def _build_mesh(rig: Rig, name: str, collection: bpy.types.Collection) -> bpy.ty
 
 
 def _add_vertex_groups(mesh: bpy.types.Object, rig: Rig) -> None:
+    """One group per deforming bone; vertices sharing a weight are added in one call."""
     for joint, joint_name in enumerate(rig.joint_names):
-        group = mesh.vertex_groups.new(name=joint_name)
+        group = mesh.vertex_groups.new(name=DEFORM_BONE_PREFIX + joint_name)
         weights = rig.lbs_weights[:, joint]
-        for vertex in np.flatnonzero(weights > 0):
-            group.add([int(vertex)], float(weights[vertex]), "REPLACE")
+        nonzero = np.flatnonzero(weights > 0)
+        values, inverse = np.unique(weights[nonzero], return_inverse=True)
+        for value_index, value in enumerate(values):
+            group.add(nonzero[inverse == value_index].tolist(), float(value), "REPLACE")
 
 
-def _add_shape_keys(mesh: bpy.types.Object, rig: Rig) -> None:
+def _add_shape_keys(mesh: bpy.types.Object, rig: Rig) -> list[str]:
+    """Basis, the blendshape keys and the corrective key; returns the blendshape keys' names in order."""
     mesh.shape_key_add(name="Basis", from_mix=False)
     template = rig.v_template
     named_dirs = [(f"{SHAPE_KEY_PREFIX}{i:02d}", rig.shapedirs[:, :, i]) for i in range(rig.num_betas)]
@@ -133,8 +219,11 @@ def _add_shape_keys(mesh: bpy.types.Object, rig: Rig) -> None:
     for key_name, direction in named_dirs:
         key = mesh.shape_key_add(name=key_name, from_mix=False)
         key.slider_min, key.slider_max = -5.0, 5.0
-        key.data.foreach_set("co", (template + direction).astype(np.float32).ravel())
+        key.points.foreach_set("co", (template + direction).astype(np.float32).ravel())
         key.value = 0.0
+    correctives = mesh.shape_key_add(name=CORRECTIVE_KEY, from_mix=False)
+    correctives.value = 1.0
+    return [key_name for key_name, _ in named_dirs]
 
 
 def _add_region_materials(mesh: bpy.types.Object, rig: Rig) -> None:

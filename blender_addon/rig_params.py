@@ -6,25 +6,33 @@ import bpy
 import mathutils
 import numpy as np
 
-from .names import EXPRESSION_KEY_PREFIX, RIG_NAME_PROP, SHAPE_KEY_PREFIX
+from .names import EXPRESSION_KEY_PREFIX, JOINT_NAMES_PROP, RIG_NAME_PROP, SHAPE_KEY_PREFIX
 from .rig_builder import RigObjects
 
 
-def _keys(objects: RigObjects, prefix: str) -> list[bpy.types.ShapeKey]:
+def shape_keys(objects: RigObjects, prefix: str) -> list[bpy.types.ShapeKey]:
     """The shape keys whose names start with ``prefix``, in creation order."""
     return [k for k in objects.mesh.data.shape_keys.key_blocks if k.name.startswith(prefix)]
 
 
+def joint_names(objects: RigObjects) -> list[str]:
+    """The rig's joints (keyframable pose bones) in model order."""
+    return [str(n) for n in objects.mesh.data[JOINT_NAMES_PROP]]
+
+
 def read_params(objects: RigObjects) -> dict[str, np.ndarray]:
-    """The rig parameters at the scene's current frame, as the protocol names them."""
-    bones = objects.armature.pose.bones
+    """The rig parameters at the scene's current frame, as the protocol names them (pose in model order)."""
+    bones = [objects.armature.pose.bones[n] for n in joint_names(objects)]
     pose = np.zeros((len(bones), 3), dtype=np.float32)
     for index, bone in enumerate(bones):
-        axis, angle = bone.rotation_quaternion.normalized().to_axis_angle()
+        rotation = bone.matrix_basis.to_quaternion()
+        axis, angle = rotation.to_axis_angle()
         pose[index] = np.asarray(axis) * angle
     return {
-        "betas": np.array([k.value for k in _keys(objects, SHAPE_KEY_PREFIX)], dtype=np.float32),
-        "expression": np.array([k.value for k in _keys(objects, EXPRESSION_KEY_PREFIX)], dtype=np.float32),
+        "betas": np.array([k.value for k in shape_keys(objects, SHAPE_KEY_PREFIX)], dtype=np.float32),
+        "expression": np.array(
+            [k.value for k in shape_keys(objects, EXPRESSION_KEY_PREFIX)], dtype=np.float32
+        ),
         "pose": pose,
         "transl": np.asarray(bones[0].location, dtype=np.float32),
     }
@@ -50,7 +58,9 @@ def set_params(
     """
     blocks = objects.mesh.data.shape_keys.key_blocks
     if betas is not None:
-        for key, value in zip(_keys(objects, SHAPE_KEY_PREFIX), np.asarray(betas, dtype=float), strict=False):
+        for key, value in zip(
+            shape_keys(objects, SHAPE_KEY_PREFIX), np.asarray(betas, dtype=float), strict=False
+        ):
             _set_key(key, float(value), keyframe_at)
     for name, value in (expression or {}).items():
         key = blocks.get(f"{EXPRESSION_KEY_PREFIX}{name}")
@@ -58,17 +68,19 @@ def set_params(
             raise KeyError(f"expression {name!r} is not a shape key of {objects.mesh.name}")
         _set_key(key, float(value), keyframe_at)
     bones = objects.armature.pose.bones
+    joints = joint_names(objects)
     for joint, rotvec in (pose or {}).items():
-        bone = bones.get(joint)
+        bone = bones.get(joint) if joint in joints else None
         if bone is None:
             raise KeyError(f"joint {joint!r} is not a bone of {objects.armature.name}")
         bone.rotation_quaternion = quaternion_from_rotvec(rotvec)
         if keyframe_at is not None:
             bone.keyframe_insert("rotation_quaternion", frame=keyframe_at)
     if transl is not None:
-        bones[0].location = tuple(float(v) for v in transl)
+        root = bones[joints[0]]
+        root.location = tuple(float(v) for v in transl)
         if keyframe_at is not None:
-            bones[0].keyframe_insert("location", frame=keyframe_at)
+            root.keyframe_insert("location", frame=keyframe_at)
 
 
 def _set_key(key: bpy.types.ShapeKey, value: float, keyframe_at: int | None) -> None:

@@ -27,27 +27,30 @@ class ParamSequence:
     """
 
     fps: float  # frames per second of the samples
-    pose: np.ndarray  # (T, J, 3) axis-angle per joint, rig joint order
-    transl: np.ndarray  # (T, 3) translation
-    betas: np.ndarray  # (S,) identity, constant over the sequence
+    pose: np.ndarray  # (T, J, 3) axis-angle per joint relative to its parent, rig joint order
+    transl: np.ndarray  # (T, 3) root translation in the rig's frame
+    betas: np.ndarray  # (S,) identity for the whole sequence, or (T, S) per frame
     expression: np.ndarray  # (T, E) expression coefficients (E may be 0)
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.fps) or self.fps <= 0:
             raise RigError(f"fps: expected a positive frame rate, got {self.fps}")
-        frames = self.pose.shape[0] if self.pose.ndim == 3 else -1
+        object.__setattr__(self, "fps", float(self.fps))
+        for name in ("pose", "transl", "betas", "expression"):
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if not np.isfinite(value).all():
+                raise RigError(f"{name}: contains NaN or infinite values")
+            object.__setattr__(self, name, value)
         if self.pose.ndim != 3 or self.pose.shape[2] != 3:
             raise RigError(f"pose: expected shape [T, J, 3], got {list(self.pose.shape)}")
-        for name, value, ndim in (("transl", self.transl, 2), ("expression", self.expression, 2)):
-            if value.ndim != ndim or value.shape[0] != frames:
-                raise RigError(f"{name}: expected {frames} frames like pose, got shape {list(value.shape)}")
-        if self.transl.shape[1] != 3:
-            raise RigError(f"transl: expected shape [T, 3], got {list(self.transl.shape)}")
-        if self.betas.ndim != 1:
-            raise RigError(f"betas: expected shape [S], got {list(self.betas.shape)}")
-        for name in ("pose", "transl", "betas", "expression"):
-            if not np.isfinite(getattr(self, name)).all():
-                raise RigError(f"{name}: contains NaN or infinite values")
+        frames = self.pose.shape[0]
+        for name, width in (("transl", 3), ("expression", None)):
+            value = getattr(self, name)
+            if value.ndim != 2 or value.shape[0] != frames or width not in (None, value.shape[1]):
+                wanted = f"[{frames}, {width or 'E'}]"
+                raise RigError(f"{name}: expected shape {wanted} (T from pose), got {list(value.shape)}")
+        if not (self.betas.ndim == 1 or (self.betas.ndim == 2 and self.betas.shape[0] == frames)):
+            raise RigError(f"betas: expected shape [S] or [{frames}, S], got {list(self.betas.shape)}")
 
     @property
     def num_frames(self) -> int:
@@ -181,11 +184,13 @@ def resample(sequence: ParamSequence, fps: float) -> ParamSequence:
     t = position - lower
     quats = quaternions_from_rotvecs(sequence.pose)
     pose = rotvecs_from_quaternions(slerp(quats[lower], quats[upper], t[:, None]))
+    betas = sequence.betas if sequence.betas.ndim == 1 else _lerp(sequence.betas, lower, upper, t)
     return replace(
         sequence,
         fps=float(fps),
         pose=pose,
         transl=_lerp(sequence.transl, lower, upper, t),
+        betas=betas,
         expression=_lerp(sequence.expression, lower, upper, t),
     )
 
@@ -211,6 +216,16 @@ def rotvecs_from_quaternions(quats: np.ndarray) -> np.ndarray:
     angle = 2 * np.arctan2(sine, quats[..., :1])
     scale = np.where(sine < 1e-8, 2.0, angle / np.where(sine < 1e-8, 1, sine))
     return vector * scale
+
+
+def continuous_quaternions(quats: np.ndarray) -> np.ndarray:
+    """(T, ..., 4) quaternions with signs flipped so consecutive samples lie in the same hemisphere
+    (F-curves interpolate components, and q and -q are the same rotation)."""
+    quats = quats.copy()
+    for t in range(1, quats.shape[0]):
+        flip = np.sum(quats[t] * quats[t - 1], axis=-1) < 0
+        quats[t][flip] *= -1.0
+    return quats
 
 
 def slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -240,8 +255,8 @@ def check_against_rig(sequence: ParamSequence, num_joints: int, num_betas: int, 
     """Raise :class:`RigError` when the sequence does not fit a rig with these dimensions."""
     if sequence.pose.shape[1] != num_joints:
         raise RigError(f"sequence has {sequence.pose.shape[1]} joints, the rig has {num_joints}")
-    if sequence.betas.shape[0] > num_betas:
-        raise RigError(f"sequence has {sequence.betas.shape[0]} shape components, the rig has {num_betas}")
+    if sequence.betas.shape[-1] > num_betas:
+        raise RigError(f"sequence has {sequence.betas.shape[-1]} shape components, the rig has {num_betas}")
     if sequence.expression.shape[1] > num_expressions:
         raise RigError(
             f"sequence has {sequence.expression.shape[1]} expression components, "

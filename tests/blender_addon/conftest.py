@@ -1,9 +1,17 @@
-"""Blender tests run against the real ``bpy`` module (installed by `make test`) with a fresh empty scene."""
+"""Blender tests run against the real ``bpy`` module (installed by `make test`) with a fresh empty scene.
+
+This folder is on ``sys.path`` for its fixture module ``synthetic_rig``.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import bpy
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(autouse=True)

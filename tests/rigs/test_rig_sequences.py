@@ -10,6 +10,7 @@ from rigs.lbs import rodrigues
 from rigs.sequences import (
     ParamSequence,
     check_against_rig,
+    continuous_quaternions,
     load_sequence,
     quaternions_from_rotvecs,
     resample,
@@ -17,6 +18,8 @@ from rigs.sequences import (
     save_sequence,
     slerp,
 )
+
+REST = {"fps": 30.0, "transl": np.zeros((5, 3)), "expression": np.zeros((5, 1)), "betas": np.zeros(10)}
 
 
 def amass_file(path, frames=12, fps=60.0, rate_key="mocap_framerate", expression=True):
@@ -80,7 +83,7 @@ def test_flame_tracker_layouts_give_five_joints(tmp_path, layout):
                 "betas": np.zeros(10),
                 "mocap_framerate": np.array(30.0),
             },
-            "transl: expected 5 frames",
+            "transl: expected shape [5, 3]",
         ),  # fmt: skip
         (
             {
@@ -165,3 +168,50 @@ def test_sequence_must_fit_the_rig():
         check_against_rig(sequence, num_joints=55, num_betas=100, num_expressions=50)
     with pytest.raises(RigError, match="50 expression components, the rig has 10"):
         check_against_rig(sequence, num_joints=5, num_betas=100, num_expressions=10)
+
+
+def test_slerp_takes_the_short_way_across_pi():
+    q0, q1 = quaternions_from_rotvecs(np.array([[0.0, 0.0, 3.0], [0.0, 0.0, -3.0]]))  # 0.28 rad apart
+    middle = rotvecs_from_quaternions(slerp(q0, q1, 0.5))
+    np.testing.assert_allclose(rodrigues(middle[None]), rodrigues(np.array([[0.0, 0.0, np.pi]])), atol=1e-12)
+
+
+def test_quaternion_round_trip_at_tiny_angles():
+    rotvecs = np.random.default_rng(0).normal(0.0, 1.0, (50, 3)) * np.logspace(-12, 0, 50)[:, None]
+    back = rotvecs_from_quaternions(quaternions_from_rotvecs(rotvecs))
+    np.testing.assert_allclose(rodrigues(back), rodrigues(rotvecs), atol=1e-12)
+
+
+def test_continuous_quaternions_remove_sign_flips():
+    quats = quaternions_from_rotvecs(np.array([[0.0, 0.0, 3.0], [0.0, 0.0, -3.0], [0.0, 0.0, 3.1]]))
+    smooth = continuous_quaternions(quats)
+    assert (np.sum(smooth[1:] * smooth[:-1], axis=-1) > 0).all()
+    np.testing.assert_allclose(
+        rodrigues(rotvecs_from_quaternions(smooth)), rodrigues(rotvecs_from_quaternions(quats))
+    )
+
+
+def test_resampling_keeps_constant_betas_and_lerps_per_frame_betas():
+    rng = np.random.default_rng(1)
+    pose, transl = rng.normal(size=(121, 4, 3)), rng.normal(size=(121, 3))
+    constant = resample(ParamSequence(120.0, pose, transl, [1.0, 2.0], np.zeros((121, 2))), 30.0)
+    assert constant.num_frames == 31
+    np.testing.assert_allclose(constant.transl, transl[::4])
+    np.testing.assert_allclose(constant.betas, [1.0, 2.0])
+    per_frame = resample(ParamSequence(120.0, pose, transl, transl[:, :2], np.zeros((121, 2))), 30.0)
+    np.testing.assert_allclose(per_frame.betas, transl[::4, :2])
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"transl": np.zeros((4, 3))}, r"transl: expected shape \[5, 3\]"),
+        ({"expression": np.zeros((5,))}, r"expression: expected shape \[5, E\]"),
+        ({"betas": np.zeros((4, 10))}, r"betas: expected shape \[S\] or \[5, S\]"),
+        ({"fps": 0.0}, "fps: expected a positive frame rate"),
+        ({"pose": np.full((5, 2, 3), np.nan)}, "pose: contains NaN"),
+    ],
+)
+def test_mismatched_sequence_dimensions_name_the_field(fields, message):
+    with pytest.raises(RigError, match=message):
+        ParamSequence(**{**REST, "pose": np.zeros((5, 2, 3)), **fields})
