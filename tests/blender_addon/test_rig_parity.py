@@ -15,6 +15,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
+from rig_checks import evaluated_vertices, key_params, posed_joints
 from synthetic_rig import small_rig
 
 import rigs
@@ -30,20 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4  # scene units (metres), float32 evaluation
 
 
-def evaluated_vertices(mesh_object: bpy.types.Object) -> np.ndarray:
-    evaluated = mesh_object.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    mesh = evaluated.to_mesh()
-    coords = np.empty(len(mesh.vertices) * 3)
-    mesh.vertices.foreach_get("co", coords)
-    evaluated.to_mesh_clear()
-    return coords.reshape(-1, 3)
-
-
-def posed_joints(objects: RigObjects, rig: rigs.Rig) -> np.ndarray:
-    """(J, 3) heads of the joint bones in the armature's space (the rig's frame)."""
-    return np.array([objects.armature.pose.bones[n].head for n in rig.joint_names])
-
-
 def random_params(rig: rigs.Rig, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {
         "betas": rng.normal(0.0, 1.0, rig.num_betas),
@@ -51,17 +38,6 @@ def random_params(rig: rigs.Rig, rng: np.random.Generator) -> dict[str, np.ndarr
         "pose": rng.normal(0.0, 0.35, (rig.num_joints, 3)),
         "transl": rng.normal(0.0, 0.05, 3),
     }
-
-
-def key_params(objects: RigObjects, rig: rigs.Rig, params: dict[str, np.ndarray], frame: int) -> None:
-    set_params(
-        objects,
-        betas=params["betas"],
-        expression=dict(zip(rig.expression_names, params["expression"], strict=True)),
-        pose=dict(zip(rig.joint_names, params["pose"], strict=True)),
-        transl=params["transl"],
-        keyframe_at=frame,
-    )
 
 
 def assert_matches_forward(objects: RigObjects, rig: rigs.Rig, params: dict[str, np.ndarray]) -> None:

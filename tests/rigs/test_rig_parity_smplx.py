@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import smplx
+import torch
 from official_files import write_flame, write_smplx
 
 import rigs
 from rigs import compose_pose
-
-smplx = pytest.importorskip("smplx")
-torch = pytest.importorskip("torch")
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-9}
 _BIAS_FREE_SUM = -1.5e-8  # |v + 1e-8 * (1, 1, 1)| == |v| exactly when v.sum() equals this
