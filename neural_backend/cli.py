@@ -226,6 +226,47 @@ def rig_info(model: Path) -> None:
     click.echo("\n".join(line for line in lines if line))
 
 
+@rig.command("to-blend")
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .blend to write."
+)
+@click.option(
+    "--sequence",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Motion to key: AMASS / SMPL-X .npz or FLAME tracker .npz, resampled to the scene's frame rate.",
+)
+@click.option("--gender", type=click.Choice(["neutral", "male", "female"]), help="Which model of a folder.")
+@click.option(
+    "--fps", type=click.FloatRange(min=1), help="Scene frame rate (default: the sequence's, else 30)."
+)
+def rig_to_blend(
+    model: Path, out: Path, sequence: Path | None, gender: str | None, fps: float | None
+) -> None:
+    """Build a rig model in Blender (mesh, armature, shape keys, live correctives) and save it as a .blend.
+
+    \b
+    Example:
+      rigstyle rig to-blend models/SMPLX_NEUTRAL.npz --sequence walk.npz --out walk.blend
+    """
+    import subprocess
+
+    command = [sys.executable, "-m", "blender_addon.rig_job", "--model", str(model), "--out", str(out)]
+    for flag, value in (("--sequence", sequence), ("--gender", gender), ("--fps", fps)):
+        if value is not None:
+            command += [flag, str(value)]
+    result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    if result.returncode == USER_ERROR_EXIT and errors:
+        raise UserError(errors[-1].removeprefix("error: "))
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise click.ClickException(f"Blender failed (exit code {result.returncode}): {last}")
+    for line in result.stdout.splitlines():
+        if line.startswith("[rigstyle] "):
+            click.echo(line.removeprefix("[rigstyle] "))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every click or user error becomes one line on stderr and exit code 2."""
     try:
