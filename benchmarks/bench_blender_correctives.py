@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/bench_blender_correctives.py [--frames 60]
 
-Builds a synthetic rig of SMPL-X size (10,475 vertices, 55 joints, 300 shape + 100 expression keys,
-(486, 31425) posedirs), keys a different random pose, expression and shape on every frame and prints:
-- build: seconds to build the rig;
+Writes a synthetic SMPL-X file of official size and format (10,475 vertices, 55 joints, 300 shape + 100
+expression components, (486, 31425) posedirs), loads it with ``rigs.load``, keys a different random pose,
+expression and shape on every frame and prints:
+- build: seconds to build the rig in Blender from the loaded file;
+- smplx: median ms of one ``smplx.SMPLX`` forward pass on the same file (the reference, same run);
 - update: median ms of ``live.update_rig`` (read the evaluated pose and keys, pose feature, correctives
   product, write the corrective key, re-regress the joints) for a frame whose parameters changed;
 - matmul: median ms of ``feature @ posedirs`` alone (float32, the same arrays), measured in the same run;
@@ -15,8 +17,8 @@ Builds a synthetic rig of SMPL-X size (10,475 vertices, 55 joints, 300 shape + 1
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,19 +28,32 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "tests"))
+
+from official_files import write_full_size_smplx  # noqa: E402
+
+import rigs  # noqa: E402
 from blender_addon import live  # noqa: E402
 from blender_addon.rig_builder import build_rig  # noqa: E402
 from blender_addon.sequences import import_sequence  # noqa: E402
 from rigs.sequences import ParamSequence  # noqa: E402
 
 
-def _synthetic_rig_module() -> object:
-    path = ROOT / "tests" / "blender_addon" / "synthetic_rig.py"
-    spec = importlib.util.spec_from_file_location("synthetic_rig", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def smplx_forward_ms(folder: Path, repeats: int = 20) -> float:
+    """Median time of one smplx.SMPLX forward pass (CPU, float32) with random parameters."""
+    import smplx
+    import torch
+
+    model = smplx.SMPLX(str(folder), gender="neutral", ext="npz", num_betas=300, num_expression_coeffs=100)
+    model.vertex_joint_selector.extra_joints_idxs = torch.zeros(0, dtype=torch.long)
+    samples = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            body = torch.randn(1, 63) * 0.2
+            started = time.perf_counter()
+            model(body_pose=body, betas=torch.randn(1, 300), expression=torch.randn(1, 100))
+            samples.append(time.perf_counter() - started)
+    return median_ms(samples)
 
 
 def median_ms(samples: list[float]) -> float:
@@ -50,7 +65,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60)
     args = parser.parse_args()
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    rig = _synthetic_rig_module().smplx_sized_rig()  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory(prefix="rigstyle-bench-") as workdir:  # ~116 MB model file
+        rig = rigs.load(write_full_size_smplx(Path(workdir)))
+        smplx_ms = smplx_forward_ms(Path(workdir))
     scene = bpy.context.scene
 
     started = time.perf_counter()
@@ -106,6 +123,8 @@ def main() -> None:
     print(f"update     {median_ms(update):8.2f} ms median per frame (live.update_rig)")
     print(f"matmul     {median_ms(matmul):8.2f} ms median (feature @ posedirs alone)")
     print(f"ratio      {median_ms(update) / median_ms(matmul):8.2f} x update / matmul")
+    print(f"smplx      {smplx_ms:8.2f} ms median per forward pass (reference, same file)")
+    print(f"ratio      {median_ms(update) / smplx_ms:8.2f} x update / smplx forward")
     print(f"frame_set  {median_ms(frame_set):8.2f} ms median (whole frame evaluation incl. the handler)")
     print(f"import     {import_s:8.2f} s for 1,000 frames x {rig.num_joints} joints + 400 keys")
 
