@@ -43,8 +43,10 @@ def test_bpy_is_imported_only_in_blender_addon(path: Path) -> None:
 @pytest.mark.parametrize(
     "path", python_files("rigs", "blender_addon"), ids=lambda p: str(p.relative_to(ROOT))
 )
-def test_no_torch_in_rigs_or_blender_addon(path: Path) -> None:
-    assert "torch" not in imported_roots(path), f"{path} imports torch"
+def test_no_torch_or_smplx_in_rigs_or_blender_addon(path: Path) -> None:
+    assert not imported_roots(path) & {"torch", "smplx", "chumpy", "scipy"}, (
+        f"{path} imports {imported_roots(path)}"
+    )
 
 
 def test_rigs_imports_only_numpy_and_the_standard_library() -> None:

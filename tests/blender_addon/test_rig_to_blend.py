@@ -63,3 +63,22 @@ def test_flame_chumpy_pickle_without_motion(tmp_path: Path) -> None:
     result = run(str(model), "--out", str(tmp_path / "head.blend"))
     assert result.returncode == 0, result.stderr
     assert "flame rig" in result.stdout and (tmp_path / "head.blend").stat().st_size > 0
+
+
+def test_flame_tracker_take_keys_jaw_and_expression(tmp_path: Path) -> None:
+    model = write_flame(tmp_path / "flame", "chumpy")
+    rng = np.random.default_rng(4)
+    jaw = np.linspace(0.0, 0.3, 10)[:, None] * np.array([[1.0, 0.0, 0.0]])
+    take = tmp_path / "track.npz"
+    np.savez(take, shape=np.zeros(300), exp=rng.normal(0.0, 1.0, (10, 50)),
+             pose=np.concatenate([np.zeros((10, 3)), jaw], 1), trans=np.zeros((10, 3)))  # fmt: skip
+    out = tmp_path / "track.blend"
+    result = run(str(model), "--sequence", str(take), "--fps", "30", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    scene = bpy.context.scene
+    assert scene.frame_end == 10
+    scene.frame_set(10)
+    params = read_params(find_rig(scene))
+    np.testing.assert_allclose(params["pose"][2], [0.3, 0.0, 0.0], atol=1e-5)  # FLAME joint 2 is the jaw
+    assert np.abs(params["expression"][:50]).max() > 0.1 and np.abs(params["expression"][50:]).max() == 0
