@@ -8,6 +8,7 @@ import bpy
 import numpy as np
 import pytest
 from bpy_extras.object_utils import world_to_camera_view
+from rig_checks import evaluated_vertices
 
 import rigs
 from blender_addon import camera as cam
@@ -18,15 +19,6 @@ from blender_addon.rig_params import find_rig, read_params, set_params
 from rigs import regions
 
 pytestmark = pytest.mark.blender
-
-
-def evaluated_vertices(mesh_object: bpy.types.Object) -> np.ndarray:
-    evaluated = mesh_object.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    mesh = evaluated.to_mesh()
-    coords = np.empty(len(mesh.vertices) * 3)
-    mesh.vertices.foreach_get("co", coords)
-    evaluated.to_mesh_clear()
-    return coords.reshape(-1, 3)
 
 
 def test_blender_deformation_matches_rig_forward() -> None:
