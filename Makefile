@@ -5,16 +5,19 @@ PY := $(VENV)/bin/python
 # CPU machines take the local CPU wheel of torch 2.13.0; GPU users may set TORCH_SPEC to their CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.rigstyle-installed
+# The Node.js reference client the tests run.
+NODE_CLIENT := examples/node_client
 DEMO_OUT ?= demo_out
 
 .PHONY: install demo test bench lint clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(NODE_CLIENT)/package-lock.json
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[blender,dev]"
+	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 
 demo: $(STAMP)
