@@ -43,11 +43,3 @@ def extrinsics(camera: bpy.types.Object) -> np.ndarray:
     """(4, 4) world -> OpenCV camera transform of the camera at the current frame."""
     world_from_camera = np.array(camera.matrix_world, dtype=float)
     return BLENDER_TO_OPENCV @ np.linalg.inv(world_from_camera)
-
-
-def project(points: np.ndarray, intrinsic: np.ndarray, extrinsic: np.ndarray) -> np.ndarray:
-    """Project (N, 3) world points to (N, 2) pixel coordinates (x right, y down, corner at 0)."""
-    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)
-    camera_points = (homogeneous @ extrinsic.T)[:, :3]
-    pixels = camera_points @ intrinsic.T
-    return pixels[:, :2] / pixels[:, 2:3]

@@ -17,6 +17,7 @@ import numpy as np
 
 from neural_backend.color import srgb_from_linear
 from neural_backend.passes import FramePasses
+from rigs.camera import project, transform
 from rigs.lbs import barycentric_points
 
 from . import camera as cam
@@ -59,7 +60,7 @@ def render_frame_passes(
         frame=frame,
         beauty=beauty,
         region=region,
-        landmarks2d=cam.project(landmark_points(objects), intrinsic, extrinsic).astype(np.float32),
+        landmarks2d=project(landmark_points(objects), intrinsic, extrinsic).astype(np.float32),
         intrinsics=intrinsic,
         extrinsics=extrinsic,
         params=read_params(objects),
@@ -87,7 +88,7 @@ def landmark_points(objects: RigObjects) -> np.ndarray:
     bary = np.asarray(mesh_object[LANDMARK_BARY_PROP], dtype=np.float64).reshape(-1, 3)
     local = barycentric_points(vertices.reshape(-1, 3), faces.reshape(-1, 3), face_idx, bary)
     world_from_local = np.array(evaluated.matrix_world, dtype=float)
-    return local @ world_from_local[:3, :3].T + world_from_local[:3, 3]
+    return transform(world_from_local, local)
 
 
 def _render_exr(scene: bpy.types.Scene, path: Path) -> np.ndarray:

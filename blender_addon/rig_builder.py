@@ -23,7 +23,7 @@ import bpy
 import numpy as np
 
 from rigs import Rig
-from rigs.regions import REGION_NAMES
+from rigs.regions import OTHER, REGION_COLORS, REGION_NAMES
 
 from . import live
 from .names import (
@@ -40,16 +40,6 @@ from .names import (
 )
 
 BONE_LENGTH = 0.02  # metres; only the display length, never used by the deformation
-
-# Beauty-pass base colours per region label (linear RGB); eyes/mouth/hair are what the GAN repaints.
-REGION_COLORS = {
-    "skin": (0.55, 0.33, 0.24),
-    "eyes": (0.75, 0.75, 0.72),
-    "mouth": (0.25, 0.05, 0.05),
-    "hair": (0.08, 0.05, 0.03),
-    "neck": (0.55, 0.33, 0.24),
-    "other": (0.3, 0.3, 0.3),
-}
 
 
 @dataclass(frozen=True)
@@ -233,7 +223,7 @@ def _add_region_materials(mesh: bpy.types.Object, rig: Rig) -> None:
     for label in labels:
         region = REGION_NAMES[label]
         material = bpy.data.materials.get(f"RigStyle {region}") or _make_material(
-            f"RigStyle {region}", REGION_COLORS.get(region, REGION_COLORS["other"])
+            f"RigStyle {region}", REGION_COLORS.get(label, REGION_COLORS[OTHER])
         )
         mesh.data.materials.append(material)
         slot_of[label] = len(mesh.data.materials) - 1

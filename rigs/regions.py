@@ -22,3 +22,14 @@ REGION_NAMES: dict[int, str] = {
     NECK: "neck",
     OTHER: "other",
 }
+
+# Beauty-pass base colour per label (linear RGB), used by Blender's materials and the backend's pyrender
+# passes alike; eyes/mouth/hair are what the GAN repaints.
+REGION_COLORS: dict[int, tuple[float, float, float]] = {
+    SKIN: (0.55, 0.33, 0.24),
+    EYES: (0.75, 0.75, 0.72),
+    MOUTH: (0.25, 0.05, 0.05),
+    HAIR: (0.08, 0.05, 0.03),
+    NECK: (0.55, 0.33, 0.24),
+    OTHER: (0.3, 0.3, 0.3),
+}

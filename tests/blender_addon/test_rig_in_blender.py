@@ -17,6 +17,7 @@ from blender_addon.render_passes import landmark_points, render_frame_passes
 from blender_addon.rig_builder import build_rig
 from blender_addon.rig_params import find_rig, read_params, set_params
 from rigs import regions
+from rigs.camera import project
 
 pytestmark = pytest.mark.blender
 
@@ -60,7 +61,7 @@ def test_projection_matches_blenders_own_camera_mapping() -> None:
     scene.camera.data.shift_x, scene.camera.data.shift_y = 0.05, -0.03
     bpy.context.view_layer.update()
     points = landmark_points(find_rig(scene))
-    ours = cam.project(points, cam.intrinsics(scene, scene.camera), cam.extrinsics(scene.camera))
+    ours = project(points, cam.intrinsics(scene, scene.camera), cam.extrinsics(scene.camera))
     import mathutils
 
     theirs = []
