@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from .refine import RefineConfig  # imported in the command itself: the CLI loads torch only when needed
+    from .refine import RefineConfig
+    from .serving import Handler  # imported in the command itself: the CLI loads torch only when needed
 
 USER_ERROR_EXIT = 2
 
@@ -61,8 +62,44 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback only).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (non-loopback needs --token)."
+)
 @click.option("--port", default=7557, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option(
+    "--address", help="Full ZeroMQ endpoint instead of --host/--port, e.g. ipc:///tmp/rigstyle.sock."
+)
+@click.option(
+    "--token",
+    envvar="RIGSTYLE_TOKEN",
+    help="Secret every request must carry (≥ 16 characters; required off loopback).",
+)
+@click.option(
+    "--queue-size", default=4, show_default=True, type=click.IntRange(min=1), help="Requests that may wait."
+)
+@click.option(
+    "--max-deadline",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Seconds a request may wait and run (clients may ask for less).",
+)
+@click.option(
+    "--drain-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds accepted requests may still take after SIGTERM.",
+)
+@click.option("--no-shm", is_flag=True, help="Do not offer shared memory to clients on this host.")
+@click.option("--echo", is_flag=True, help="Serve the transport-only echo handler (no generator; for tests).")
+@click.option(
+    "--echo-delay",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds of pretend work per frame in --echo mode.",
+)
 @checkpoint_option
 @gan_resolution_option
 @steps_first_option
@@ -74,6 +111,14 @@ def cli() -> None:
 def serve(
     host: str,
     port: int,
+    address: str | None,
+    token: str | None,
+    queue_size: int,
+    max_deadline: float,
+    drain_timeout: float,
+    no_shm: bool,
+    echo: bool,
+    echo_delay: float,
     checkpoint: Path | None,
     gan_resolution: int,
     steps_first: int | None,
@@ -81,42 +126,78 @@ def serve(
     threads: int | None,
     device: str,
 ) -> None:
-    """Run the refinement backend on a local socket until SIGTERM or Ctrl-C.
+    """Run the refinement backend on a local socket until SIGTERM or Ctrl-C (then drain and exit 0).
 
     \b
-    Example:
+    Examples:
       rigstyle serve --port 7557 --checkpoint ffhq.safetensors
+      rigstyle serve --address ipc:///tmp/rigstyle.sock
+      RIGSTYLE_TOKEN=$(openssl rand -hex 16) rigstyle serve --host 0.0.0.0
     """
-    from .checkpoint import CheckpointError
     from .ports import BindError
-    from .server import DeviceError, Server, ServerConfig, load_backend
+    from .serving import ServeOptions, Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    options = ServeOptions(
+        address=address or f"tcp://{host}:{port}",
+        token=token or None,
+        queue_size=queue_size,
+        max_deadline_s=max_deadline,
+        drain_timeout_s=drain_timeout,
+        shm=not no_shm,
+    )
+    try:
+        server = Server(options)
+    except BindError as exc:
+        raise UserError(str(exc)) from None
+    if echo:
+        from .echo import EchoHandler
+
+        handler: Handler = EchoHandler(echo_delay)
+        click.echo("WARNING: --echo: serving the transport-only echo handler, nothing is refined.", err=True)
+    else:
+        try:
+            handler = _load_backend(checkpoint, gan_resolution, steps_first, steps_warm, threads, device)
+        except BaseException:
+            server.close()  # open sockets would keep the process from exiting
+            raise
+    description = handler.describe()
+    click.echo(
+        f"rigstyle serve: listening on {server.address} "
+        f"(generator: {description['generator']}, device: {description['device']})",
+        err=True,
+    )
+    server.serve_forever(handler)
+
+
+def _load_backend(
+    checkpoint: Path | None,
+    gan_resolution: int,
+    steps_first: int | None,
+    steps_warm: int | None,
+    threads: int | None,
+    device: str,
+) -> Handler:
+    from .checkpoint import CheckpointError
+    from .server import DeviceError, ServerConfig, load_backend
+
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     config = ServerConfig(
-        host=host,
-        port=port,
         checkpoint=checkpoint,
         resolution=gan_resolution,
         refine=_refine_config(steps_first, steps_warm),
         device=device,
     )
     try:
-        server = Server(config)
         backend = load_backend(config)
-    except (BindError, CheckpointError, DeviceError) as exc:
+    except (CheckpointError, DeviceError) as exc:
         raise UserError(str(exc)) from None
     if backend.untrained:
         click.echo("WARNING: no --checkpoint given: serving the built-in UNTRAINED generator.", err=True)
-    click.echo(
-        f"rigstyle serve: listening on {config.address} "
-        f"(generator: {backend.generator_name}, device: {backend.refiner.device})",
-        err=True,
-    )
-    server.serve_forever(backend)
+    return backend
 
 
 def _refine_config(steps_first: int | None, steps_warm: int | None) -> RefineConfig:

@@ -1,17 +1,45 @@
-"""Blocking Python client for the RigStyle backend. Imports no torch (Blender and other DCCs use it)."""
+"""Blocking Python client for the RigStyle backend. Imports no torch (Blender and other DCCs use it).
+
+One :class:`Client` is one connection; it is not thread-safe (use one per thread, or
+:class:`neural_backend.client_async.PreviewClient` for non-blocking previews). After a timeout, a lost
+connection or a server restart it starts a fresh socket on the next call, so it reconnects by itself.
+"""
 
 from __future__ import annotations
 
-import itertools
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from .passes import FramePasses, RefinedFrame
-from .protocol import DEFAULT_LIMITS, Limits, Message, ProtocolError, decode, encode
+from .protocol import (
+    CANCEL,
+    DEFAULT_LIMITS,
+    END_SHOT,
+    ERR_BUSY,
+    ERR_SHM_UNAVAILABLE,
+    ERROR,
+    HEALTH,
+    HELLO,
+    PROGRESS,
+    PROTOCOL_VERSION,
+    READY,
+    RELEASE_SHM,
+    Limits,
+    Message,
+    ProtocolError,
+    decode,
+    encode,
+)
+from .shm import Segment, SegmentInfo, host_id, pack
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:7557"
+DEFAULT_SHM_BYTES = 64 << 20
 
 
 class BackendError(Exception):
@@ -30,23 +58,75 @@ class BackendTimeout(BackendError):
         super().__init__("timeout", f"no answer from {address} to {what} within {seconds:g} s")
 
 
+class BackendUnavailable(BackendError):
+    """The connection dropped while a request was in flight (the backend exited, crashed or restarted)."""
+
+    def __init__(self, address: str, what: str):
+        super().__init__(
+            "unavailable",
+            f"connection to {address} lost while waiting for {what}; the backend exited or restarted "
+            "(the next call reconnects)",
+        )
+
+
+class ShotInterrupted(BackendError):
+    """A shot stopped at ``frame``; ``completed`` holds the frames refined before it, ``cause`` why."""
+
+    def __init__(self, shot: str, frame: int, completed: list[RefinedFrame], cause: BackendError):
+        super().__init__(
+            cause.code,
+            f"shot {shot!r} stopped at frame {frame} after {len(completed)} frames: {cause.message}",
+        )
+        self.shot, self.frame, self.completed, self.cause = shot, frame, completed, cause
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A ``progress`` event for a request: ``stage`` is 'queued' (with ``position``) or 'running'."""
+
+    request: int
+    stage: str
+    fields: dict[str, Any]
+
+
+OnProgress = Callable[[ProgressEvent], None]
+
+
 class Client:
-    """One connection to a backend. Not thread-safe: use one client per thread.
+    """One connection to a backend.
 
     Args:
-        address: ZeroMQ endpoint, e.g. ``tcp://127.0.0.1:7557``.
-        timeout: seconds to wait for each answer.
+        address: ZeroMQ endpoint, e.g. ``tcp://127.0.0.1:7557`` or ``ipc:///tmp/rigstyle.sock``.
+        token: the server's token, when it requires one.
+        timeout: seconds to wait for each answer; also sent as the request's deadline.
+        limits: size limits for replies.
+        shm: use shared memory when the server is on this host and offers it (negotiated in ``hello``).
+        shm_bytes: size of the shared-memory request area to ask for; larger tensors travel as frames.
     """
 
     def __init__(
-        self, address: str = DEFAULT_ADDRESS, timeout: float = 120.0, limits: Limits = DEFAULT_LIMITS
+        self,
+        address: str = DEFAULT_ADDRESS,
+        token: str | None = None,
+        timeout: float = 120.0,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        shm: bool = True,
+        shm_bytes: int = DEFAULT_SHM_BYTES,
     ):
         self.address = address
+        self.token = token
         self.timeout = timeout
         self.limits = limits
-        self._ids = itertools.count(1)
+        self.use_shm = shm and host_id() is not None and _is_local(address)
+        self.shm_bytes = shm_bytes
+        self.session: dict[str, Any] | None = None  # the server's hello reply, once exchanged
+        self._segment: Segment | None = None
+        self._next_id = 1  # ids increase for the client's lifetime, across reconnects
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._socket: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._stash: dict[int, Message] = {}  # replies that arrived while waiting for another request
 
     def __enter__(self) -> Client:
         return self
@@ -55,69 +135,265 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close(linger=0)
-            self._socket = None
+        """Release the shared-memory segment (best effort) and close the socket."""
+        if self._segment is not None and self._socket is not None:
+            try:
+                self.request(
+                    Message(RELEASE_SHM, fields={"segment": self._segment.info.segment}), timeout=0.5
+                )
+            except BackendError:
+                pass
+        self._reset()
+
+    # ---- operations ------------------------------------------------------------------------------
+
+    def hello(self, timeout: float | None = None) -> dict[str, Any]:
+        """Negotiate version and capabilities (and shared memory); returns the server's hello fields."""
+        fields: dict[str, Any] = {"versions": [PROTOCOL_VERSION], "client": "rigstyle-python"}
+        if self.use_shm:
+            fields.update(capabilities=["shm"], host=host_id(), shm_bytes=self.shm_bytes)
+        reply = self.request(Message(HELLO, fields=fields), timeout=timeout)
+        self.session = dict(reply.fields)
+        grant = reply.fields.get("shm")
+        if grant is not None:
+            try:
+                self._segment = Segment(SegmentInfo.from_fields(grant), create=False)
+            except (OSError, ValueError, KeyError, TypeError):
+                self._segment = None  # e.g. another container's /dev/shm: plain frames it is
+        return self.session
 
     def health(self, timeout: float | None = None) -> dict[str, Any]:
-        """Ask whether the backend is up; returns its status fields (generator, resolution, ...)."""
-        return dict(self.request(Message("health"), timeout=timeout).fields)
+        """Liveness: the backend's status fields (status, generator, resolution, queue, ...)."""
+        return dict(self.request(Message(HEALTH), timeout=timeout).fields)
 
-    def refine_frame(self, passes: FramePasses, timeout: float | None = None) -> RefinedFrame:
-        """Send one frame's passes and wait for the refined frame."""
-        reply = self.request(passes.to_message(), timeout=timeout)
+    def ready(self, timeout: float | None = None) -> bool:
+        """Readiness: whether the backend accepts work now (not draining, queue not full)."""
+        return bool(self.request(Message(READY), timeout=timeout).fields.get("ready"))
+
+    def refine_frame(
+        self, passes: FramePasses, timeout: float | None = None, on_progress: OnProgress | None = None
+    ) -> RefinedFrame:
+        """Send one frame's passes and wait for the refined frame.
+
+        Raises:
+            BackendError: with the server's code (``busy``, ``deadline``, ``bad_field``, ...),
+                :class:`BackendTimeout` or :class:`BackendUnavailable`.
+        """
+        reply = self.request(passes.to_message(), timeout=timeout, on_progress=on_progress)
         try:
             return RefinedFrame.from_message(reply)
         except ProtocolError as exc:
             raise BackendError("bad_reply", f"result for frame {passes.frame}: {exc.message}") from None
 
+    def refine_shot(
+        self,
+        frames: Iterable[FramePasses],
+        timeout: float | None = None,
+        on_result: Callable[[RefinedFrame], None] | None = None,
+        on_progress: OnProgress | None = None,
+        end_shot: bool = True,
+    ) -> list[RefinedFrame]:
+        """Refine a shot's frames in order (each warm-starts from the previous one), streaming each result
+        to ``on_result``; a ``busy`` frame is retried until ``timeout`` (per frame) passes.
+
+        Raises:
+            ShotInterrupted: a frame failed; ``completed`` holds the refined frames before it, so a caller
+                can resume with the rest once the backend is back.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        done: list[RefinedFrame] = []
+        shot = None
+        for passes in frames:
+            shot = passes.shot
+            try:
+                refined = self._refine_retrying_busy(passes, timeout, on_progress)
+            except BackendError as exc:
+                raise ShotInterrupted(passes.shot, passes.frame, done, exc) from exc
+            done.append(refined)
+            if on_result is not None:
+                on_result(refined)
+        if end_shot and shot is not None:
+            self.end_shot(shot, timeout=timeout)
+        return done
+
+    def cancel(self, request_id: int, timeout: float | None = None) -> bool:
+        """Cancel one of this connection's requests; True if the server still had it."""
+        reply = self.request(Message(CANCEL, fields={"target": request_id}), timeout=timeout)
+        return bool(reply.fields.get("found"))
+
     def end_shot(self, shot: str, timeout: float | None = None) -> None:
         """Tell the backend a shot is finished so it can drop the shot's temporal state."""
-        self.request(Message("end_shot", fields={"shot": shot}), timeout=timeout)
+        self.request(Message(END_SHOT, fields={"shot": shot}), timeout=timeout)
 
-    def request(self, message: Message, timeout: float | None = None) -> Message:
+    # ---- request machinery -----------------------------------------------------------------------
+
+    def request(
+        self, message: Message, timeout: float | None = None, on_progress: OnProgress | None = None
+    ) -> Message:
         """Send ``message`` with a fresh id and return the matching reply; error replies raise."""
         timeout = self.timeout if timeout is None else timeout
-        request_id = next(self._ids)
-        message = Message(message.type, request_id, message.fields, message.tensors)
+        if on_progress is not None:
+            message = message.replace(progress=True)
+        for attempt in range(2):
+            request_id = self.send(message, timeout)
+            try:
+                return self.wait(request_id, timeout, on_progress)
+            except BackendError as exc:
+                if exc.code != ERR_SHM_UNAVAILABLE or attempt:
+                    raise
+                self._drop_segment()  # the server evicted or lost it: hello again, or use frames
+        raise AssertionError("unreachable")
+
+    def send(self, message: Message, timeout: float | None = None) -> int:
+        """Send ``message`` with a fresh id (and the token and deadline); returns the id."""
+        timeout = self.timeout if timeout is None else timeout
         socket = self._connect()
-        socket.send_multipart(encode(message), copy=False)
+        if message.tensors and self.use_shm and self.session is None:
+            self.hello(timeout)
+        request_id = self._next_id
+        self._next_id += 1
+        message = message.replace(id=request_id, auth=self.token, deadline_ms=int(timeout * 1000))
+        offsets = None
+        if message.tensors and self._segment is not None:
+            offsets = pack(self._segment.request, message.tensors)
+            message = message.replace(shm=self._segment.info.segment)
+        socket.send_multipart(encode(message, offsets), copy=False)
+        return request_id
+
+    def wait(
+        self,
+        request_id: int,
+        timeout: float | None = None,
+        on_progress: OnProgress | None = None,
+        tick: Callable[[], None] | None = None,
+    ) -> Message:
+        """Wait for the reply to ``request_id``; ``tick`` runs every 50 ms while waiting.
+
+        Raises:
+            BackendError: the reply is an error; BackendTimeout / BackendUnavailable.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        socket, monitor = self._connect(), self._monitor
         deadline = time.monotonic() + timeout
-        while True:
+        what = f"request {request_id}"
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        while request_id not in self._stash:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not socket.poll(int(remaining * 1000) + 1):
-                # Drop the socket so a late answer cannot be mistaken for the next request's.
-                self.close()
-                raise BackendTimeout(self.address, timeout, message.type)
-            reply = decode(socket.recv_multipart(copy=True), self.limits)
-            if reply.id != request_id and not (reply.type == "error" and reply.id == 0):
-                continue  # a stale answer to an earlier, abandoned request
-            if reply.type == "error":
-                raise BackendError(str(reply.fields.get("code")), str(reply.fields.get("message")))
-            return reply
+            if remaining <= 0:
+                self._reset()  # a late answer must not be mistaken for the next request's
+                raise BackendTimeout(self.address, timeout, what)
+            wait_ms = int(min(remaining, 0.05 if tick else remaining) * 1000) + 1
+            events = dict(poller.poll(wait_ms))
+            if monitor in events and self._disconnected():
+                self._reset()
+                raise BackendUnavailable(self.address, what)
+            if socket in events:
+                self._receive(socket, request_id, on_progress)
+            if tick is not None:
+                tick()
+        reply = self._stash.pop(request_id)
+        if reply.type == ERROR:
+            raise BackendError(str(reply.fields.get("code")), str(reply.fields.get("message")))
+        return reply
+
+    def _receive(self, socket: zmq.Socket, request_id: int, on_progress: OnProgress | None) -> None:
+        try:
+            reply = decode(socket.recv_multipart(copy=False), self.limits, self._reply_area)
+        except ProtocolError as exc:
+            raise BackendError("bad_reply", exc.message) from None
+        if reply.shm is not None:  # the reply area is reused by the next reply: copy out
+            reply = reply.replace(tensors={k: np.array(v) for k, v in reply.tensors.items()})
+        if reply.type == PROGRESS:
+            if reply.id == request_id and on_progress is not None:
+                fields = dict(reply.fields)
+                on_progress(ProgressEvent(reply.id, str(fields.get("stage")), fields))
+            return
+        if reply.type == ERROR and reply.id == 0:
+            self._stash[request_id] = reply  # the server could not read our header at all
+        elif 0 < reply.id < self._next_id:  # one of ours (a reply to an id we never sent is dropped)
+            self._stash[reply.id] = reply
+            while len(self._stash) > 64:  # answers nobody waits for any more
+                self._stash.pop(next(iter(self._stash)))
+
+    def _reply_area(self, segment_id: str) -> memoryview:
+        if self._segment is None or segment_id != self._segment.info.segment:
+            raise ProtocolError(ERR_SHM_UNAVAILABLE, "reply names a shared-memory segment we do not hold")
+        return self._segment.reply
+
+    def _refine_retrying_busy(
+        self, passes: FramePasses, timeout: float, on_progress: OnProgress | None
+    ) -> RefinedFrame:
+        deadline = time.monotonic() + timeout
+        pause = 0.02
+        while True:
+            try:
+                return self.refine_frame(passes, max(0.001, deadline - time.monotonic()), on_progress)
+            except BackendError as exc:
+                if exc.code != ERR_BUSY or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     def _connect(self) -> zmq.Socket:
         if self._socket is None:
             socket = self._context.socket(zmq.DEALER)
             socket.setsockopt(zmq.LINGER, 0)
+            self._monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             socket.connect(self.address)
             self._socket = socket
+        elif self._disconnected():
+            self._reset()  # the backend went away while we were idle: start clean (and hello again)
+            return self._connect()
         return self._socket
+
+    def _disconnected(self) -> bool:
+        """Drain the monitor; True if the connection dropped since the last look."""
+        dropped = False
+        assert self._monitor is not None
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)
+            dropped = dropped or event["event"] == zmq.EVENT_DISCONNECTED
+        return dropped
+
+    def _drop_segment(self) -> None:
+        self._segment = None
+        self.session = None
+
+    def _reset(self) -> None:
+        if self._socket is not None:
+            self._socket.disable_monitor()
+            if self._monitor is not None:
+                self._monitor.close(linger=0)
+            self._socket.close(linger=0)
+        self._socket = self._monitor = None
+        self._stash.clear()
+        self._drop_segment()
+
+
+def _is_local(address: str) -> bool:
+    return address.startswith(("ipc://", "tcp://127.", "tcp://localhost:", "tcp://[::1]:"))
 
 
 def wait_until_healthy(
-    address: str, timeout: float, poll: float = 0.5, is_alive=lambda: True
+    address: str,
+    timeout: float,
+    poll: float = 0.5,
+    is_alive: Callable[[], bool] = lambda: True,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """Poll ``health`` until the backend answers or ``timeout`` passes.
 
     ``is_alive`` lets a caller that started the backend stop waiting as soon as the process died.
     """
     deadline = time.monotonic() + timeout
-    with Client(address) as client:
+    with Client(address, token, shm=False) as client:
         while True:
             try:
                 return client.health(timeout=poll)
-            except BackendTimeout:
+            except (BackendTimeout, BackendUnavailable):
+                time.sleep(0.05)  # a backend that is exiting drops the connection: give it time to go
                 if not is_alive():
                     raise BackendError("not_running", f"backend at {address} exited while starting") from None
                 if time.monotonic() > deadline:

@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import ERR_BAD_FIELD, Message, ProtocolError
+from .protocol import ERR_BAD_FIELD, REFINE_FRAME, RESULT, Message, ProtocolError
 
-REFINE_FRAME = "refine_frame"
-RESULT = "result"
+__all__ = ["REFINE_FRAME", "RESULT", "FramePasses", "PassError", "RefinedFrame", "check_array"]
 
 
 class PassError(ProtocolError):
@@ -24,8 +23,12 @@ class PassError(ProtocolError):
         super().__init__(ERR_BAD_FIELD, message)
 
 
-def check_array(name: str, value: Any, shape: list[int | None], dtype: str) -> np.ndarray:
+def check_array(
+    name: str, value: Any, shape: list[int | None], dtype: str, allow_inf: bool = False
+) -> np.ndarray:
     """Return ``value`` as an array of ``dtype`` whose shape matches ``shape`` (None = any size).
+
+    Floats must be finite (``allow_inf``: +-inf is allowed, NaN never is).
 
     Raises:
         PassError: naming ``name``, the expected shape and what arrived.
@@ -40,9 +43,17 @@ def check_array(name: str, value: Any, shape: list[int | None], dtype: str) -> n
     if array.dtype.kind not in "biuf":
         raise PassError(f"{name}: expected numbers, got dtype {array.dtype}")
     array = array.astype(dtype, copy=False)
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
+    if array.dtype.kind == "f" and array.size and not _finite(array, allow_inf):
         raise PassError(f"{name}: contains NaN or infinite values")
     return array
+
+
+def _finite(array: np.ndarray, allow_inf: bool) -> bool:
+    """No NaN (and no inf unless allowed). min/max propagate NaN and need no temporary array."""
+    low, high = array.min(), array.max()
+    if allow_inf:
+        return not (np.isnan(low) or np.isnan(high))
+    return bool(np.isfinite(low) and np.isfinite(high))
 
 
 def _shape_text(shape: list[int | None]) -> str:
@@ -66,6 +77,7 @@ class FramePasses:
     intrinsics: np.ndarray  # (3, 3) float64
     extrinsics: np.ndarray  # (4, 4) float64 world -> camera
     params: dict[str, np.ndarray] = field(default_factory=dict)  # betas, expression, pose, transl
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # optional passes: albedo, normal, depth, ...
 
     def __post_init__(self) -> None:
         if not isinstance(self.shot, str) or not self.shot:
@@ -89,6 +101,14 @@ class FramePasses:
                 raise PassError(f"params: unknown parameter {name!r}; known: {sorted(PARAM_SHAPES)}")
             params[name] = check_array(name, value, PARAM_SHAPES[name], "float32")
         object.__setattr__(self, "params", params)
+        extra = {}
+        for name, value in self.extra.items():
+            if name not in EXTRA_PASSES:
+                raise PassError(f"extra: unknown pass {name!r}; known: {sorted(EXTRA_PASSES)}")
+            channels = EXTRA_PASSES[name]
+            expected: list[int | None] = [height, width, channels] if channels else [height, width]
+            extra[name] = check_array(name, value, expected, "float32", allow_inf=name == "depth")
+        object.__setattr__(self, "extra", extra)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -103,6 +123,7 @@ class FramePasses:
             "intrinsics": self.intrinsics,
             "extrinsics": self.extrinsics,
             **self.params,
+            **self.extra,
         }
         return Message(REFINE_FRAME, request_id, {"shot": self.shot, "frame": self.frame}, tensors)
 
@@ -111,7 +132,7 @@ class FramePasses:
         """Build from a decoded ``refine_frame`` message; raises :class:`PassError` on bad content."""
         tensors = dict(message.tensors)
         fields = message.fields
-        unknown = set(tensors) - set(PASS_NAMES) - set(PARAM_SHAPES)
+        unknown = set(tensors) - set(PASS_NAMES) - set(PARAM_SHAPES) - set(EXTRA_PASSES)
         if unknown:
             raise PassError(f"unknown tensors {sorted(unknown)}; passes are {PASS_NAMES}")
         return cls(
@@ -123,10 +144,14 @@ class FramePasses:
             intrinsics=tensors.get("intrinsics"),  # type: ignore[arg-type]
             extrinsics=tensors.get("extrinsics"),  # type: ignore[arg-type]
             params={k: v for k, v in tensors.items() if k in PARAM_SHAPES},
+            extra={k: v for k, v in tensors.items() if k in EXTRA_PASSES},
         )
 
 
 PASS_NAMES = ("beauty", "region", "landmarks2d", "intrinsics", "extrinsics")
+# Optional passes (float32, [H, W, C] or [H, W] when C is 0). The refiner uses none of them yet; they
+# travel so that a whole render-layer bundle has one wire format.
+EXTRA_PASSES: dict[str, int] = {"albedo": 3, "normal": 3, "depth": 0, "motion": 2, "uv": 2, "alpha": 0}
 PARAM_SHAPES: dict[str, list[int | None]] = {
     "betas": [None],
     "expression": [None],

@@ -10,16 +10,45 @@ class BindError(Exception):
     """An address the server must not or cannot bind."""
 
 
-def check_bind_address(host: str) -> None:
-    """Refuse anything but loopback: the protocol has no authentication yet."""
+MIN_TOKEN_LENGTH = 16
+
+
+def check_endpoint(address: str, token: str | None = None) -> None:
+    """Refuse a ZeroMQ endpoint the server must not bind: non-loopback TCP without a token.
+
+    ``ipc://`` endpoints are local by nature (the server makes the socket file owner-only).
+
+    Raises:
+        BindError: naming the endpoint and why.
+    """
+    if address.startswith("ipc://"):
+        if len(address) <= len("ipc://"):
+            raise BindError(f"ipc endpoint {address!r} names no path")
+        return
+    if not address.startswith("tcp://") or ":" not in address[len("tcp://") :]:
+        raise BindError(f"unsupported endpoint {address!r}: use tcp://HOST:PORT or ipc:///path")
+    host = address[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+    check_bind_address(host, token)
+
+
+def check_bind_address(host: str, token: str | None = None) -> None:
+    """Refuse a non-loopback host unless a token of at least 16 characters authenticates every request."""
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        raise BindError(f"the token must be at least {MIN_TOKEN_LENGTH} characters long")
+    if host == "*":
+        host = "0.0.0.0"
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except socket.gaierror:
         raise BindError(f"cannot resolve host {host!r}") from None
     # An IPv4/IPv6 sockaddr starts with the address as text; anything else is not a loopback address.
-    if not all(isinstance(a, str) and ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+    loopback = all(
+        isinstance(a, str) and ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses
+    )
+    if not loopback and token is None:
         raise BindError(
-            f"refusing to bind {host!r}: only loopback addresses are allowed (no authentication yet)"
+            f"refusing to bind {host!r} without a token: only loopback addresses may be bound without "
+            "one; set --token or RIGSTYLE_TOKEN"
         )
 
 

@@ -12,8 +12,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DCC_FACING_MODULES = ("protocol", "passes", "client", "ports", "color")  # never import torch, not even lazily
-TORCH_FREE_AT_IMPORT = (*DCC_FACING_MODULES, "demo", "contact_sheet", "cli")  # may import it in a command
+DCC_FACING_MODULES = (
+    "protocol",
+    "passes",
+    "client",
+    "client_async",
+    "shm",
+    "ports",
+    "color",
+)  # never import torch, not even lazily
+TORCH_FREE_AT_IMPORT = (
+    *DCC_FACING_MODULES,
+    "serving",
+    "echo",
+    "demo",
+    "contact_sheet",
+    "cli",
+)  # may import it in a command
 
 
 def imported_roots(path: Path) -> set[str]:

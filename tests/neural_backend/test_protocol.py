@@ -12,6 +12,7 @@ from neural_backend.passes import FramePasses, PassError, RefinedFrame
 from neural_backend.protocol import (
     ERR_BAD_MESSAGE,
     ERR_TOO_LARGE,
+    ERR_UNSUPPORTED_VERSION,
     PROTOCOL_VERSION,
     Limits,
     Message,
@@ -78,9 +79,14 @@ def test_refined_frame_round_trip() -> None:
         ([], ERR_BAD_MESSAGE, "empty"),
         ([b"\xc1garbage"], ERR_BAD_MESSAGE, "msgpack"),
         ([msgpack.packb([1, 2])], ERR_BAD_MESSAGE, "map"),
-        ([header(rigstyle=99)], ERR_BAD_MESSAGE, "version"),
+        ([header(rigstyle=99)], ERR_UNSUPPORTED_VERSION, "version"),
+        ([header(rigstyle=True)], ERR_UNSUPPORTED_VERSION, "version"),
         ([header(type=5)], ERR_BAD_MESSAGE, "'type'"),
-        ([header(tensors=[{"name": "a", "dtype": "float32", "shape": [2]}])], ERR_BAD_MESSAGE, "1 tensors"),
+        (
+            [header(tensors=[{"name": "a", "dtype": "float32", "shape": [2]}])],
+            ERR_BAD_MESSAGE,
+            "1 tensor frames",
+        ),
         (
             [header(tensors=[{"name": "a", "dtype": "object", "shape": [2]}]), b"12345678"],
             ERR_BAD_MESSAGE,

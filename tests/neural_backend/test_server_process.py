@@ -105,7 +105,7 @@ def test_a_frame_without_skin_is_refused_and_the_server_keeps_serving(server: st
 
 def test_a_header_claiming_a_huge_tensor_is_refused_before_allocation(server: str) -> None:
     huge = {"name": "beauty", "dtype": "float64", "shape": [1 << 20, 1 << 10, 3]}
-    header = {"rigstyle": 1, "type": "refine_frame", "id": 3, "fields": {}, "tensors": [huge]}
+    header = {"rigstyle": 2, "type": "refine_frame", "id": 3, "fields": {}, "tensors": [huge]}
     reply = raw_request(server, [msgpack.packb(header), b""])
     assert reply.fields["code"] == "too_large" and reply.id == 3, "the error names the offending request"
 

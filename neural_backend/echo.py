@@ -1,0 +1,55 @@
+"""A transport-only handler: validates ``refine_frame`` like the refiner does and echoes the tensors back.
+
+``rigstyle serve --echo`` serves it, so benchmarks, fuzzing and load tests measure the socket, the queue
+and the protocol rather than the GAN. No torch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from .passes import FramePasses
+from .protocol import ERR_INTERNAL, REFINE_FRAME, RESULT, Message, ProtocolError, error_message
+
+ECHO_NAME = "echo"
+
+
+class EchoHandler:
+    """Answers ``refine_frame`` with a ``result`` whose ``image`` is the beauty pass (and every other
+    request tensor echoed under its own name), after ``delay_s`` of pretend work."""
+
+    work_types = frozenset({REFINE_FRAME})
+
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s = delay_s
+        self._shots: set[str] = set()
+        self._lock = threading.Lock()
+        self.handled = 0
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            shots = len(self._shots)
+        return {"generator": ECHO_NAME, "untrained": True, "resolution": 0, "device": "none", "shots": shots}
+
+    def end_shot(self, shot: str) -> None:
+        with self._lock:
+            self._shots.discard(shot)
+
+    def handle(self, message: Message) -> Message:
+        try:
+            passes = FramePasses.from_message(message)
+        except ProtocolError as exc:
+            return error_message(message.id, exc.code, exc.message)
+        except Exception as exc:  # the handler must answer, whatever arrives
+            return error_message(message.id, ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        with self._lock:
+            self._shots.add(passes.shot)
+            self.handled += 1
+        tensors = {"image": passes.beauty, "gan": passes.beauty[:8, :8]}
+        tensors.update((name, array) for name, array in message.tensors.items() if name != "beauty")
+        fields = {"shot": passes.shot, "frame": passes.frame, "metrics": {"seconds": self.delay_s}}
+        return Message(RESULT, message.id, fields, tensors)
