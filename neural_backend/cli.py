@@ -108,6 +108,14 @@ def cli() -> None:
 @click.option(
     "--device", default="auto", show_default=True, help="Torch device: auto (CUDA when present), cpu, cuda:N."
 )
+@click.option(
+    "--rig",
+    "rig_models",
+    multiple=True,
+    callback=lambda ctx, param, values: [_named_model(ctx, param, v) for v in values],
+    metavar="NAME=MODEL",
+    help="A rig that params-only requests (refine_params) may name; repeatable. 'demo' is built in.",
+)
 def serve(
     host: str,
     port: int,
@@ -125,6 +133,7 @@ def serve(
     steps_warm: int | None,
     threads: int | None,
     device: str,
+    rig_models: list[tuple[str, Path]],
 ) -> None:
     """Run the refinement backend on a local socket until SIGTERM or Ctrl-C (then drain and exit 0).
 
@@ -157,7 +166,9 @@ def serve(
         click.echo("WARNING: --echo: serving the transport-only echo handler, nothing is refined.", err=True)
     else:
         try:
-            handler = _load_backend(checkpoint, gan_resolution, steps_first, steps_warm, threads, device)
+            handler = _load_backend(
+                checkpoint, gan_resolution, steps_first, steps_warm, threads, device, tuple(rig_models)
+            )
         except BaseException:
             server.close()  # open sockets would keep the process from exiting
             raise
@@ -177,9 +188,10 @@ def _load_backend(
     steps_warm: int | None,
     threads: int | None,
     device: str,
+    rig_models: tuple[tuple[str, Path], ...] = (),
 ) -> Handler:
     from .checkpoint import CheckpointError
-    from .server import DeviceError, ServerConfig, load_backend
+    from .server import DeviceError, RigLoadError, ServerConfig, load_backend
 
     if threads:
         import torch
@@ -190,14 +202,25 @@ def _load_backend(
         resolution=gan_resolution,
         refine=_refine_config(steps_first, steps_warm),
         device=device,
+        rigs=rig_models,
     )
     try:
         backend = load_backend(config)
-    except (CheckpointError, DeviceError) as exc:
+    except (CheckpointError, DeviceError, RigLoadError) as exc:
         raise UserError(str(exc)) from None
     if backend.untrained:
         click.echo("WARNING: no --checkpoint given: serving the built-in UNTRAINED generator.", err=True)
     return backend
+
+
+def _named_model(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, Path]:
+    """``NAME=MODEL`` -> (name, existing path)."""
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise click.BadParameter(f"{value!r} is not NAME=MODEL", ctx, param)
+    if not Path(path).exists():
+        raise click.BadParameter(f"{path} does not exist", ctx, param)
+    return name, Path(path)
 
 
 def _refine_config(steps_first: int | None, steps_warm: int | None) -> RefineConfig:

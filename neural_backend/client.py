@@ -16,7 +16,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from .passes import FramePasses, RefinedFrame
+from .passes import FramePasses, ParamsRequest, RefinedFrame
 from .protocol import (
     CANCEL,
     DEFAULT_LIMITS,
@@ -184,6 +184,20 @@ class Client:
             return RefinedFrame.from_message(reply)
         except ProtocolError as exc:
             raise BackendError("bad_reply", f"result for frame {passes.frame}: {exc.message}") from None
+
+    def refine_params(
+        self, request: ParamsRequest, timeout: float | None = None, on_progress: OnProgress | None = None
+    ) -> RefinedFrame:
+        """Send only rig parameters and a camera; the backend renders the passes (pyrender) and refines.
+
+        Raises:
+            BackendError: as :meth:`refine_frame`; ``bad_field`` names an unknown rig.
+        """
+        reply = self.request(request.to_message(), timeout=timeout, on_progress=on_progress)
+        try:
+            return RefinedFrame.from_message(reply)
+        except ProtocolError as exc:
+            raise BackendError("bad_reply", f"result for frame {request.frame}: {exc.message}") from None
 
     def refine_shot(
         self,

@@ -1,4 +1,4 @@
-"""A transport-only handler: validates ``refine_frame`` like the refiner does and echoes the tensors back.
+"""A transport-only handler: validates requests like the refiner does and echoes the tensors back.
 
 ``rigstyle serve --echo`` serves it, so benchmarks, fuzzing and load tests measure the socket, the queue
 and the protocol rather than the GAN. No torch.
@@ -10,7 +10,9 @@ import threading
 import time
 from typing import Any
 
-from .passes import FramePasses
+import numpy as np
+
+from .passes import REFINE_PARAMS, FramePasses, ParamsRequest
 from .protocol import ERR_INTERNAL, REFINE_FRAME, RESULT, Message, ProtocolError, error_message
 
 ECHO_NAME = "echo"
@@ -18,9 +20,10 @@ ECHO_NAME = "echo"
 
 class EchoHandler:
     """Answers ``refine_frame`` with a ``result`` whose ``image`` is the beauty pass (and every other
-    request tensor echoed under its own name), after ``delay_s`` of pretend work."""
+    request tensor echoed under its own name), after ``delay_s`` of pretend work; ``refine_params`` (which
+    the echo mode does not render) with a black ``image`` of the requested size."""
 
-    work_types = frozenset({REFINE_FRAME})
+    work_types = frozenset({REFINE_FRAME, REFINE_PARAMS})
 
     def __init__(self, delay_s: float = 0.0):
         self.delay_s = delay_s
@@ -38,6 +41,8 @@ class EchoHandler:
             self._shots.discard(shot)
 
     def handle(self, message: Message) -> Message:
+        if message.type == REFINE_PARAMS:
+            return self._echo_params(message)
         try:
             passes = FramePasses.from_message(message)
         except ProtocolError as exc:
@@ -53,3 +58,12 @@ class EchoHandler:
         tensors.update((name, array) for name, array in message.tensors.items() if name != "beauty")
         fields = {"shot": passes.shot, "frame": passes.frame, "metrics": {"seconds": self.delay_s}}
         return Message(RESULT, message.id, fields, tensors)
+
+    def _echo_params(self, message: Message) -> Message:
+        try:
+            request = ParamsRequest.from_message(message)
+        except ProtocolError as exc:
+            return error_message(message.id, exc.code, exc.message)
+        image = np.zeros((request.height, request.width, 3), np.float32)
+        fields = {"shot": request.shot, "frame": request.frame, "metrics": {"seconds": 0.0}}
+        return Message(RESULT, message.id, fields, {"image": image, "gan": image[:8, :8]})

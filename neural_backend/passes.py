@@ -13,7 +13,18 @@ import numpy as np
 
 from .protocol import ERR_BAD_FIELD, REFINE_FRAME, RESULT, Message, ProtocolError
 
-__all__ = ["REFINE_FRAME", "RESULT", "FramePasses", "PassError", "RefinedFrame", "check_array"]
+__all__ = [
+    "REFINE_FRAME",
+    "REFINE_PARAMS",
+    "RESULT",
+    "FramePasses",
+    "ParamsRequest",
+    "PassError",
+    "RefinedFrame",
+    "check_array",
+]
+
+REFINE_PARAMS = "refine_params"
 
 
 class PassError(ProtocolError):
@@ -187,4 +198,76 @@ class RefinedFrame:
             image=check_array("image", message.tensors.get("image"), [None, None, 3], "float32"),
             gan=check_array("gan", message.tensors.get("gan"), [None, None, 3], "float32"),
             metrics={str(k): float(v) for k, v in dict(fields.get("metrics", {})).items()},
+        )
+
+
+@dataclass(frozen=True)
+class ParamsRequest:
+    """A frame described by rig parameters and a camera only: the backend renders the passes itself.
+
+    ``rig`` names a rig the backend was started with (``rigstyle serve --rig NAME=MODEL``; ``demo`` is
+    always there); clients never make the backend open a file path of their choosing.
+    """
+
+    shot: str
+    frame: int
+    rig: str  # a rig name the backend knows
+    height: int  # rendered frame size in pixels
+    width: int
+    intrinsics: np.ndarray  # (3, 3) float64
+    extrinsics: np.ndarray  # (4, 4) float64 world -> OpenCV camera
+    world_from_rig: np.ndarray  # (4, 4) float64 placement of the rig in the world (Blender: the armature)
+    params: dict[str, np.ndarray] = field(default_factory=dict)  # betas, expression, pose, transl
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.shot, str) or not self.shot:
+            raise PassError("shot: expected a non-empty string id")
+        if not isinstance(self.rig, str) or not self.rig:
+            raise PassError("rig: expected the name of a rig the backend was started with")
+        for name in ("frame", "height", "width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise PassError(f"{name}: expected an integer, got {type(value).__name__}")
+        if not (8 <= self.height <= 8192 and 8 <= self.width <= 8192):
+            raise PassError(f"height, width: expected 8..8192 pixels, got {self.height}x{self.width}")
+        object.__setattr__(self, "intrinsics", check_array("intrinsics", self.intrinsics, [3, 3], "float64"))
+        object.__setattr__(self, "extrinsics", check_array("extrinsics", self.extrinsics, [4, 4], "float64"))
+        object.__setattr__(
+            self, "world_from_rig", check_array("world_from_rig", self.world_from_rig, [4, 4], "float64")
+        )
+        params = {}
+        for name, value in self.params.items():
+            if name not in PARAM_SHAPES:
+                raise PassError(f"params: unknown parameter {name!r}; known: {sorted(PARAM_SHAPES)}")
+            params[name] = check_array(name, value, PARAM_SHAPES[name], "float32")
+        object.__setattr__(self, "params", params)
+
+    def to_message(self, request_id: int = 0) -> Message:
+        fields = {"shot": self.shot, "frame": int(self.frame), "rig": self.rig}
+        fields.update(height=int(self.height), width=int(self.width))
+        tensors = {
+            "intrinsics": self.intrinsics,
+            "extrinsics": self.extrinsics,
+            "world_from_rig": self.world_from_rig,
+            **self.params,
+        }
+        return Message(REFINE_PARAMS, request_id, fields, tensors)
+
+    @classmethod
+    def from_message(cls, message: Message) -> ParamsRequest:
+        tensors = dict(message.tensors)
+        unknown = set(tensors) - {"intrinsics", "extrinsics", "world_from_rig"} - set(PARAM_SHAPES)
+        if unknown:
+            raise PassError(f"unknown tensors {sorted(unknown)} in a {REFINE_PARAMS} request")
+        fields = message.fields
+        return cls(
+            shot=fields.get("shot"),  # type: ignore[arg-type]
+            frame=fields.get("frame"),  # type: ignore[arg-type]
+            rig=fields.get("rig"),  # type: ignore[arg-type]
+            height=fields.get("height"),  # type: ignore[arg-type]
+            width=fields.get("width"),  # type: ignore[arg-type]
+            intrinsics=tensors.get("intrinsics"),  # type: ignore[arg-type]
+            extrinsics=tensors.get("extrinsics"),  # type: ignore[arg-type]
+            world_from_rig=tensors.get("world_from_rig", np.eye(4)),
+            params={k: v for k, v in tensors.items() if k in PARAM_SHAPES},
         )

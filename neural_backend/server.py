@@ -10,15 +10,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from rigs import Rig, RigError, demo_head
+from rigs import load as load_rig
+
 from .builtin_generator import BUILTIN_NAME, builtin_generator
 from .checkpoint import load_generator
-from .passes import FramePasses, RefinedFrame
+from .passes import REFINE_PARAMS, FramePasses, ParamsRequest, PassError, RefinedFrame
 from .protocol import (
     ERR_INTERNAL,
     ERR_REFINE_FAILED,
@@ -30,6 +34,8 @@ from .protocol import (
 )
 from .refine import RefineConfig, RefineError, Refiner, ShotState
 from .stylegan2 import Generator
+
+DEMO_RIG = "demo"  # the licence-free demo head, always available to refine_params
 
 log = logging.getLogger("rigstyle.server")
 
@@ -47,6 +53,7 @@ class ServerConfig:
     refine: RefineConfig = field(default_factory=RefineConfig)  # Inversion settings.
     device: str = "auto"  # Torch device for the generator: 'auto' (CUDA when present), 'cpu', 'cuda:1', ...
     max_shots: int = 256  # shots whose temporal state is kept; the least recently used is dropped
+    rigs: tuple[tuple[str, Path], ...] = ()  # (name, model file) rigs that refine_params requests may name
 
 
 class Backend:
@@ -55,7 +62,7 @@ class Backend:
     ``handle`` runs on the server's worker thread; ``describe`` and ``end_shot`` on its socket thread.
     """
 
-    work_types = frozenset({REFINE_FRAME})
+    work_types = frozenset({REFINE_FRAME, REFINE_PARAMS})
 
     def __init__(
         self,
@@ -64,6 +71,7 @@ class Backend:
         refine: RefineConfig,
         device: str = "cpu",
         max_shots: int = 256,
+        rigs: Mapping[str, Rig] | None = None,
     ):
         self.generator_name = generator_name
         self.untrained = generator_name == BUILTIN_NAME
@@ -72,8 +80,7 @@ class Backend:
         self.max_shots = max_shots
         self.shots: OrderedDict[str, ShotState] = OrderedDict()
         self._lock = threading.Lock()
-        # Hook for params-only requests (param_render.render_passes): later, a 'refine_params' work
-        # type builds FramePasses here and goes through the same _refine.
+        self.rigs = dict(rigs or {})  # name -> Rig for refine_params; 'demo' is added on first use
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
@@ -91,10 +98,14 @@ class Backend:
             self.shots.pop(shot, None)
 
     def handle(self, message: Message) -> Message:
-        if message.type != REFINE_FRAME:
+        if message.type not in self.work_types:
             return error_message(message.id, ERR_UNKNOWN_TYPE, f"unknown message type {message.type!r}")
         try:
-            return self._refine(FramePasses.from_message(message)).to_message(message.id)
+            if message.type == REFINE_PARAMS:
+                passes = self._render(ParamsRequest.from_message(message))
+            else:
+                passes = FramePasses.from_message(message)
+            return self._refine(passes).to_message(message.id)
         except ProtocolError as exc:
             return error_message(message.id, exc.code, exc.message)
         except RefineError as exc:
@@ -102,6 +113,23 @@ class Backend:
         except Exception as exc:  # the server keeps serving; the client learns what happened
             log.exception("request %s (%s) failed", message.id, message.type)
             return error_message(message.id, ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    def _render(self, request: ParamsRequest) -> FramePasses:
+        """The passes of a params-only request, rendered with pyrender from the named rig."""
+        from .param_render import render_passes  # imports pyrender (EGL) only when first needed
+
+        if request.rig == DEMO_RIG and DEMO_RIG not in self.rigs:
+            self.rigs[DEMO_RIG] = demo_head()
+        rig = self.rigs.get(request.rig)
+        if rig is None:
+            raise PassError(
+                f"rig: unknown rig {request.rig!r}; this backend has {sorted({*self.rigs, DEMO_RIG})}"
+            )
+        size = (request.height, request.width)
+        return render_passes(
+            rig, request.params, request.intrinsics, request.extrinsics, size, request.shot, request.frame,
+            world_from_rig=request.world_from_rig,
+        )  # fmt: skip
 
     def _refine(self, passes: FramePasses) -> RefinedFrame:
         with self._lock:
@@ -118,7 +146,18 @@ def load_backend(config: ServerConfig) -> Backend:
         generator, name = builtin_generator(config.resolution), BUILTIN_NAME
     else:
         generator, name = load_generator(config.checkpoint), str(config.checkpoint)
-    return Backend(generator, name, config.refine, resolve_device(config.device), config.max_shots)
+    loaded = {}
+    for rig_name, path in config.rigs:
+        try:
+            loaded[rig_name] = load_rig(path)
+        except RigError as exc:
+            raise RigLoadError(f"--rig {rig_name}: {exc}") from None
+    device = resolve_device(config.device)
+    return Backend(generator, name, config.refine, device, config.max_shots, loaded)
+
+
+class RigLoadError(ValueError):
+    """A --rig model file cannot be loaded."""
 
 
 def resolve_device(device: str) -> str:
