@@ -1,6 +1,6 @@
 // Reference RigStyle client in Node.js (docs/protocol.md): one refine_frame request, one reply.
 //
-//   node client.mjs ADDRESS BUNDLE_DIR OUT_DIR [--timeout SECONDS]
+//   node client.mjs ADDRESS BUNDLE_DIR OUT_DIR [--timeout SECONDS] [--token TOKEN]
 //
 // BUNDLE_DIR/bundle.json names the shot, the frame and its tensors; each tensor's raw little-endian,
 // C-ordered bytes sit in the file it names:
@@ -14,11 +14,11 @@ import path from "node:path";
 import { encode, decode } from "@msgpack/msgpack";
 import { Dealer } from "zeromq";
 
-const PROTOCOL_VERSION = 1;
+const PROTOCOL_VERSION = 2;
 const ITEM_SIZE = { uint8: 1, uint16: 2, int32: 4, int64: 8, float16: 2, float32: 4, float64: 8 };
 
 function usage() {
-  console.error("usage: node client.mjs ADDRESS BUNDLE_DIR OUT_DIR [--timeout SECONDS]");
+  console.error("usage: node client.mjs ADDRESS BUNDLE_DIR OUT_DIR [--timeout SECONDS] [--token TOKEN]");
   process.exit(2);
 }
 
@@ -42,6 +42,8 @@ async function main() {
   const args = process.argv.slice(2);
   const timeoutAt = args.indexOf("--timeout");
   const timeout = timeoutAt >= 0 ? Number(args.splice(timeoutAt, 2)[1]) : 120;
+  const tokenAt = args.indexOf("--token");
+  const token = tokenAt >= 0 ? args.splice(tokenAt, 2)[1] : process.env.RIGSTYLE_TOKEN;
   if (args.length !== 3) usage();
   const [address, bundleDir, outDir] = args;
   const { bundle, specs, frames } = await readBundle(bundleDir);
@@ -55,6 +57,7 @@ async function main() {
     fields: { shot: bundle.shot, frame: bundle.frame },
     tensors: specs,
   };
+  if (token) header.auth = token; // required when the backend was started with a token
   await socket.send([Buffer.from(encode(header)), ...frames]);
 
   let reply;

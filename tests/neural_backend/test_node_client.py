@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from synthetic import synthetic_face
 
 from neural_backend.client import wait_until_healthy
@@ -34,7 +35,11 @@ def write_bundle(folder: Path) -> dict[str, np.ndarray]:
     return dict(message.tensors)
 
 
-def test_node_client_gets_a_refined_frame(tmp_path: Path) -> None:
+TOKEN = "node-client-test-token-0123456789"
+
+
+@pytest.mark.parametrize("token", [None, TOKEN], ids=["open", "token"])
+def test_node_client_gets_a_refined_frame(tmp_path: Path, token: str | None) -> None:
     node = shutil.which("node")
     assert node, "Node.js is needed for the reference client test"
     assert (EXAMPLE / "node_modules" / "zeromq").is_dir(), (
@@ -44,13 +49,17 @@ def test_node_client_gets_a_refined_frame(tmp_path: Path) -> None:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "neural_backend", "serve", "--port", str(port), "--gan-resolution", "16",
-         "--steps-first", "20"],
+         "--steps-first", "20", *(["--token", token] if token else [])],
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     address = f"tcp://127.0.0.1:{port}"
     try:
-        wait_until_healthy(address, timeout=120, is_alive=lambda: server.poll() is None)
+        wait_until_healthy(address, timeout=120, is_alive=lambda: server.poll() is None, token=token)
         command = [node, "client.mjs", address, str(tmp_path / "bundle"), str(tmp_path / "out")]
+        if token:
+            refused = subprocess.run(command, cwd=EXAMPLE, capture_output=True, text=True, timeout=60)
+            assert refused.returncode == 3 and "unauthorized" in refused.stderr
+            command += ["--token", token]
         result = subprocess.run(
             [*command, "--timeout", "120"], cwd=EXAMPLE, capture_output=True, text=True, timeout=180
         )
