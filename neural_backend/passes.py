@@ -6,6 +6,7 @@ torch), so Blender and other DCCs can import this module.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,20 @@ def _finite(array: np.ndarray, allow_inf: bool) -> bool:
     return bool(np.isfinite(low) and np.isfinite(high))
 
 
+def check_params(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Rig parameters (``betas``, ``expression``, ``pose``, ``transl``) as float32 arrays of valid shapes.
+
+    Raises:
+        PassError: an unknown parameter name, or a wrong shape or value, naming it.
+    """
+    checked = {}
+    for name, value in params.items():
+        if name not in PARAM_SHAPES:
+            raise PassError(f"params: unknown parameter {name!r}; known: {sorted(PARAM_SHAPES)}")
+        checked[name] = check_array(name, value, PARAM_SHAPES[name], "float32")
+    return checked
+
+
 def _shape_text(shape: list[int | None]) -> str:
     return "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
 
@@ -106,12 +121,7 @@ class FramePasses:
         object.__setattr__(self, "landmarks2d", landmarks)
         object.__setattr__(self, "intrinsics", check_array("intrinsics", self.intrinsics, [3, 3], "float64"))
         object.__setattr__(self, "extrinsics", check_array("extrinsics", self.extrinsics, [4, 4], "float64"))
-        params = {}
-        for name, value in self.params.items():
-            if name not in PARAM_SHAPES:
-                raise PassError(f"params: unknown parameter {name!r}; known: {sorted(PARAM_SHAPES)}")
-            params[name] = check_array(name, value, PARAM_SHAPES[name], "float32")
-        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "params", check_params(self.params))
         extra = {}
         for name, value in self.extra.items():
             if name not in EXTRA_PASSES:
@@ -235,12 +245,7 @@ class ParamsRequest:
         object.__setattr__(
             self, "world_from_rig", check_array("world_from_rig", self.world_from_rig, [4, 4], "float64")
         )
-        params = {}
-        for name, value in self.params.items():
-            if name not in PARAM_SHAPES:
-                raise PassError(f"params: unknown parameter {name!r}; known: {sorted(PARAM_SHAPES)}")
-            params[name] = check_array(name, value, PARAM_SHAPES[name], "float32")
-        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "params", check_params(self.params))
 
     def to_message(self, request_id: int = 0) -> Message:
         fields = {"shot": self.shot, "frame": int(self.frame), "rig": self.rig}
