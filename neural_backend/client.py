@@ -36,7 +36,7 @@ from .protocol import (
     decode,
     encode,
 )
-from .shm import Segment, SegmentInfo, host_id, pack
+from .shm import Segment, SegmentInfo, host_id, layout, pack
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:7557"
 DEFAULT_SHM_BYTES = 64 << 20
@@ -102,6 +102,11 @@ class Client:
         limits: size limits for replies.
         shm: use shared memory when the server is on this host and offers it (negotiated in ``hello``).
         shm_bytes: size of the shared-memory request area to ask for; larger tensors travel as frames.
+        borrow_replies: hand out reply tensors that arrived in shared memory as **read-only views of the
+            reply area** instead of copies (no copy, no page faults: the fast path). A borrowed array is
+            valid only until this client's next request: the server writes the next reply into the same
+            memory, so the array's contents then change under it. Copy (``np.array(a)``) what you keep.
+            Default False: every reply tensor is the caller's own array. See docs/protocol.md section 4.
     """
 
     def __init__(
@@ -113,6 +118,7 @@ class Client:
         limits: Limits = DEFAULT_LIMITS,
         shm: bool = True,
         shm_bytes: int = DEFAULT_SHM_BYTES,
+        borrow_replies: bool = False,
     ):
         self.address = address
         self.token = token
@@ -120,6 +126,7 @@ class Client:
         self.limits = limits
         self.use_shm = shm and host_id() is not None and _is_local(address)
         self.shm_bytes = shm_bytes
+        self.borrow_replies = borrow_replies
         self.session: dict[str, Any] | None = None  # the server's hello reply, once exchanged
         self._segment: Segment | None = None
         self._next_id = 1  # ids increase for the client's lifetime, across reconnects
@@ -239,6 +246,22 @@ class Client:
         """Tell the backend a shot is finished so it can drop the shot's temporal state."""
         self.request(Message(END_SHOT, fields={"shot": shot}), timeout=timeout)
 
+    def request_arrays(
+        self, specs: dict[str, tuple[tuple[int, ...], Any]], timeout: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """Writable arrays (name -> shape, dtype) inside the shared request area, for a caller that renders
+        straight into them: a request whose tensors are these arrays, **in this order**, sends them without
+        copying. Those that do not fit (or all, without shared memory) are left out: allocate them yourself.
+
+        The arrays are shared with the server: do not write them while a request is in flight, and expect
+        any request carrying other tensors to overwrite them. After a reconnect (new segment) they are
+        merely copied like any other array.
+        """
+        self._connect()
+        if self.use_shm and self.session is None:
+            self.hello(timeout)
+        return {} if self._segment is None else layout(self._segment.request, specs)
+
     # ---- request machinery -----------------------------------------------------------------------
 
     def request(
@@ -261,6 +284,8 @@ class Client:
     def send(self, message: Message, timeout: float | None = None) -> int:
         """Send ``message`` with a fresh id (and the token and deadline); returns the id."""
         timeout = self.timeout if timeout is None else timeout
+        if self._socket is not None and self._disconnected():
+            self._reset()  # a drop noticed since the last request: start this one on a fresh connection
         socket = self._connect()
         if message.tensors and self.use_shm and self.session is None:
             self.hello(timeout)
@@ -317,8 +342,8 @@ class Client:
             reply = decode(socket.recv_multipart(copy=False), self.limits, self._reply_area)
         except ProtocolError as exc:
             raise BackendError("bad_reply", exc.message) from None
-        if reply.shm is not None:  # the reply area is reused by the next reply: copy out
-            reply = reply.replace(tensors={k: np.array(v) for k, v in reply.tensors.items()})
+        if reply.shm is not None:  # the reply area is reused by the next reply: copy out, or lend views
+            reply = reply.replace(tensors={k: self._take(v) for k, v in reply.tensors.items()})
         if reply.type == PROGRESS:
             if reply.id == request_id and on_progress is not None:
                 fields = dict(reply.fields)
@@ -330,6 +355,14 @@ class Client:
             self._stash[reply.id] = reply
             while len(self._stash) > 64:  # answers nobody waits for any more
                 self._stash.pop(next(iter(self._stash)))
+
+    def _take(self, array: np.ndarray) -> np.ndarray:
+        """A reply tensor decoded from the reply area (framed ones too, which are harmless to lend): a
+        copy, or with ``borrow_replies`` the view itself, made read-only (valid until the next request)."""
+        if not self.borrow_replies:
+            return np.array(array)
+        array.flags.writeable = False
+        return array
 
     def _reply_area(self, segment_id: str) -> memoryview:
         if self._segment is None or segment_id != self._segment.info.segment:

@@ -12,6 +12,7 @@ tensors into the request area, the server writes its reply tensors into the repl
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import re
@@ -87,21 +88,46 @@ class Segment:
         self.reply = view[info.reply_offset : info.reply_offset + info.reply_bytes]
 
 
+def layout(area: memoryview, specs: Mapping[str, tuple[tuple[int, ...], Any]]) -> dict[str, np.ndarray]:
+    """Writable arrays inside ``area`` at the offsets :func:`pack` gives tensors of these shapes and dtypes
+    in this order, so that packing them (in the same order) copies nothing. Those that do not fit are
+    left out."""
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for name, (shape, dtype) in specs.items():
+        array = wire_array(name, np.empty(0, dtype))  # checks the dtype is carried; gives its wire form
+        nbytes = math.prod(shape) * array.itemsize
+        if offset + nbytes > len(area):
+            continue
+        arrays[name] = np.frombuffer(area, array.dtype, count=math.prod(shape), offset=offset).reshape(shape)
+        offset += -(-nbytes // SHM_ALIGN) * SHM_ALIGN
+    return arrays
+
+
 def pack(area: memoryview, tensors: Mapping[str, Any]) -> dict[str, int]:
     """Copy ``tensors`` into ``area`` at aligned offsets; returns name -> offset of those that fit.
 
-    Tensors that do not fit are left out: they travel as frames.
+    Tensors that do not fit are left out: they travel as frames. A tensor already at its place (from
+    :func:`layout`) is not copied; one elsewhere inside ``area`` is copied out first, so that packing the
+    others cannot overwrite it before it is read.
     """
+    base = np.frombuffer(area, np.uint8)
+    start, end = base.ctypes.data, base.ctypes.data + len(area)
+    arrays = {name: wire_array(name, value) for name, value in tensors.items()}
     offsets: dict[str, int] = {}
     offset = 0
-    for name, value in tensors.items():
-        array = wire_array(name, value)
-        if offset + array.nbytes > len(area):
-            continue
-        target = np.frombuffer(area, np.uint8, count=array.nbytes, offset=offset)
-        target[:] = array.reshape(-1).view(np.uint8)
-        offsets[name] = offset
-        offset += -(-array.nbytes // SHM_ALIGN) * SHM_ALIGN
+    for name, array in arrays.items():
+        if offset + array.nbytes <= len(area):
+            offsets[name] = offset
+            offset += -(-array.nbytes // SHM_ALIGN) * SHM_ALIGN
+    for name, array in arrays.items():
+        address = array.ctypes.data
+        if start - array.nbytes < address < end and address != start + offsets.get(name, -1):
+            arrays[name] = array.copy()  # lies in the area, but not at its place
+    for name, offset in offsets.items():
+        array = arrays[name]
+        if array.ctypes.data != start + offset:
+            base[offset : offset + array.nbytes] = array.reshape(-1).view(np.uint8)
     return offsets
 
 

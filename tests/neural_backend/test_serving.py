@@ -16,7 +16,7 @@ import zmq
 from protocol_spec import EXAMPLES, MESSAGE_TABLE, message_from_example
 from serving_helpers import running_server, small_passes
 
-from neural_backend.client import BackendError, Client
+from neural_backend.client import BackendError, BackendUnavailable, Client
 from neural_backend.client_async import PreviewClient
 from neural_backend.ports import BindError, check_endpoint
 from neural_backend.protocol import Message, decode, encode
@@ -231,7 +231,13 @@ def test_the_client_reconnects_after_a_server_restart() -> None:
     thread = threading.Thread(target=server.serve_forever, args=(EchoHandler(), False), daemon=True)
     thread.start()
     try:
-        assert client.refine_frame(small_passes(2)).frame == 2
+        try:
+            refined = client.refine_frame(small_passes(2))
+        except BackendUnavailable:
+            # The old connection's drop may be noticed only now (the contract: that call reports it,
+            # the next one reconnects).
+            refined = client.refine_frame(small_passes(2))
+        assert refined.frame == 2
         assert client.health()["status"] == "ok"
     finally:
         client.close()
