@@ -186,11 +186,7 @@ class Client:
             BackendError: with the server's code (``busy``, ``deadline``, ``bad_field``, ...),
                 :class:`BackendTimeout` or :class:`BackendUnavailable`.
         """
-        reply = self.request(passes.to_message(), timeout=timeout, on_progress=on_progress)
-        try:
-            return RefinedFrame.from_message(reply)
-        except ProtocolError as exc:
-            raise BackendError("bad_reply", f"result for frame {passes.frame}: {exc.message}") from None
+        return _refined(self.request(passes.to_message(), timeout=timeout, on_progress=on_progress))
 
     def refine_params(
         self, request: ParamsRequest, timeout: float | None = None, on_progress: OnProgress | None = None
@@ -200,11 +196,7 @@ class Client:
         Raises:
             BackendError: as :meth:`refine_frame`; ``bad_field`` names an unknown rig.
         """
-        reply = self.request(request.to_message(), timeout=timeout, on_progress=on_progress)
-        try:
-            return RefinedFrame.from_message(reply)
-        except ProtocolError as exc:
-            raise BackendError("bad_reply", f"result for frame {request.frame}: {exc.message}") from None
+        return _refined(self.request(request.to_message(), timeout=timeout, on_progress=on_progress))
 
     def refine_shot(
         self,
@@ -421,6 +413,15 @@ class Client:
 
 def _is_local(address: str) -> bool:
     return address.startswith(("ipc://", "tcp://127.", "tcp://localhost:", "tcp://[::1]:"))
+
+
+def _refined(reply: Message) -> RefinedFrame:
+    """The refined frame a ``result`` reply carries; a malformed result is a ``bad_reply`` error."""
+    try:
+        return RefinedFrame.from_message(reply)
+    except ProtocolError as exc:
+        frame = reply.fields.get("frame")
+        raise BackendError("bad_reply", f"result for frame {frame}: {exc.message}") from None
 
 
 def wait_until_healthy(
