@@ -1,5 +1,8 @@
 """Generator checkpoints: the project's own safetensors format, behind one ``load_generator`` entry point.
 
+Also reads NVlabs StyleGAN2(-ADA) ``.pkl`` network pickles without running code from them
+(:mod:`neural_backend.nvlabs_pickle`).
+
 RigStyle format: a safetensors file holding ``Generator.state_dict()`` (NVlabs names), with metadata
 ``{"format": "rigstyle-generator", "version": "1", "rigstyle_config": <JSON constructor kwargs>}``. Nothing
 in it is executed when loading. Other formats (NVlabs ``.pkl``, rosinality ``.pt``) are recognised by their
@@ -80,7 +83,6 @@ def _sniff_format(path: Path) -> str:
 
 
 _UNSUPPORTED = {
-    "pickle": "looks like a pickle (NVlabs .pkl); only RigStyle safetensors checkpoints are supported so far",
     "torch-zip": "looks like a torch.save file (rosinality .pt); only RigStyle safetensors checkpoints are "
     "supported so far",
     "unknown": "not a safetensors file (unrecognised header)",
@@ -145,6 +147,12 @@ def _listing(names: list[str]) -> str:
     return ", ".join(names[:_MAX_LISTED]) + more
 
 
-# Format name (from _sniff_format) -> reader. NVlabs .pkl ('pickle') and rosinality .pt ('torch-zip')
-# readers are added here; each returns a Generator with the weights loaded.
-_LOADERS: dict[str, Callable[[Path], Generator]] = {"safetensors": _load_rigstyle}
+def _load_nvlabs(path: Path) -> Generator:
+    from .nvlabs_pickle import load_nvlabs  # imports this module: loaded on first use
+
+    return load_nvlabs(path).generator
+
+
+# Format name (from _sniff_format) -> reader. The rosinality .pt ('torch-zip') reader is added here; each
+# returns a Generator with the weights loaded.
+_LOADERS: dict[str, Callable[[Path], Generator]] = {"safetensors": _load_rigstyle, "pickle": _load_nvlabs}

@@ -289,6 +289,47 @@ def demo(
 
 
 @cli.group()
+def checkpoint() -> None:
+    """Inspect generator checkpoints (RigStyle .safetensors, NVlabs StyleGAN2 .pkl)."""
+
+
+@checkpoint.command("inspect")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def checkpoint_inspect(file: Path) -> None:
+    """Print what a generator checkpoint holds; nothing in the file is executed.
+
+    \b
+    Example:
+      rigstyle checkpoint inspect stylegan2-ffhq-1024x1024.pkl
+    """
+    from .checkpoint import CheckpointError, _sniff_format, load_generator
+
+    try:
+        if _sniff_format(file) == "pickle":
+            from .nvlabs_pickle import load_nvlabs
+
+            loaded = load_nvlabs(file)
+            kind, generator, has_d = "nvlabs-pkl", loaded.generator, loaded.has_discriminator
+        else:
+            kind, generator, has_d = "rigstyle-safetensors", load_generator(file), False
+    except CheckpointError as exc:
+        raise UserError(str(exc)) from None
+    params = sum(p.numel() for p in generator.parameters())
+    lines = [
+        f"file:           {file}",
+        f"kind:           {kind}",
+        f"resolution:     {generator.img_resolution}",
+        f"mapping depth:  {generator.mapping.num_layers}",
+        f"num_ws:         {generator.num_ws}",
+        f"z_dim / w_dim:  {generator.z_dim} / {generator.w_dim}"
+        + (f", c_dim {generator.c_dim}" if generator.c_dim else ""),
+        f"parameters:     {params:,}",
+        f"discriminator:  {'yes' if has_d else 'no'}",
+    ]
+    click.echo("\n".join(lines))
+
+
+@cli.group()
 def rig() -> None:
     """Inspect rig model files (FLAME, SMPL-X, RigStyle .npz) and turn them into Blender scenes."""
 
