@@ -96,7 +96,7 @@ def _load_rigstyle(path: Path) -> Generator:
             generator = _generator_from_metadata(path, metadata)
             expected = generator.state_dict()
             shapes = {name: list(handle.get_slice(name).get_shape()) for name in handle.keys()}
-            _check_tensor_names(path, shapes, {name: list(t.shape) for name, t in expected.items()})
+            check_tensor_names(path, shapes, {name: list(t.shape) for name, t in expected.items()})
             state = {name: handle.get_tensor(name) for name in shapes}
     except SafetensorError as error:
         raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
@@ -130,7 +130,7 @@ def _generator_from_metadata(path: Path, metadata: dict[str, str]) -> Generator:
         raise CheckpointError(f"{path}: invalid generator config {config}: {error}") from None
 
 
-def _check_tensor_names(path: Path, found: dict[str, list[int]], expected: dict[str, list[int]]) -> None:
+def check_tensor_names(path: Path, found: dict[str, list[int]], expected: dict[str, list[int]]) -> None:
     missing = sorted(set(expected) - set(found))
     if missing:
         raise CheckpointError(f"{path}: missing tensors {_listing(missing)}")

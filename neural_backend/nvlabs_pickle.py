@@ -13,7 +13,6 @@ and loaded, strictly, from the flattened ``_parameters`` and ``_buffers``.
 
 from __future__ import annotations
 
-import _compat_pickle
 import collections
 import io
 import pickle
@@ -24,7 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, _check_tensor_names
+from rigs.safe_pickle import AllowListUnpickler, Refused
+
+from .checkpoint import CheckpointError, check_tensor_names
 from .stylegan2 import Generator
 
 STYLEGAN3_REFUSAL = "StyleGAN3 pickles are not supported yet (only StyleGAN2 / StyleGAN2-ADA generators)"
@@ -99,20 +100,6 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        found = _ALLOWED.get((module, name))
-        if found is None:
-            raise _Refused(f"refusing to unpickle {module}.{name}")
-        return found
-
-    def persistent_load(self, pid: object) -> Any:
-        raise _Refused("refusing to unpickle a persistent id")
-
-
 def read_pickle(path: str | Path) -> Any:
     """Unpickle ``path`` with the allow-list; networks come back as :class:`PersistentRecord`.
 
@@ -122,8 +109,8 @@ def read_pickle(path: str | Path) -> Any:
     path = Path(path)
     try:
         with path.open("rb") as handle:
-            return _RestrictedUnpickler(handle).load()
-    except _Refused as exc:
+            return AllowListUnpickler(handle, _ALLOWED).load()
+    except (_Refused, Refused) as exc:
         raise CheckpointError(f"{exc} in {path}") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
@@ -196,7 +183,7 @@ def load_nvlabs(path: str | Path) -> NvlabsCheckpoint:
     except (TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: invalid generator config {config}: {exc}") from None
     expected = {name: list(t.shape) for name, t in generator.state_dict().items()}
-    _check_tensor_names(path, {name: list(t.shape) for name, t in tensors.items()}, expected)
+    check_tensor_names(path, {name: list(t.shape) for name, t in tensors.items()}, expected)
     generator.load_state_dict({name: t.detach() for name, t in tensors.items()}, strict=True)
     discriminator = data.get("D")
     return NvlabsCheckpoint(

@@ -14,8 +14,8 @@ import _compat_pickle
 import collections
 import io
 import pickle
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
 import numpy as np
 
@@ -111,13 +111,22 @@ for _module in _SPARSE_MODULES:
         _ALLOWED[(_module, _name)] = _SPARSE_CLASS[_name]
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class AllowListUnpickler(pickle.Unpickler):
+    """An unpickler that resolves globals only through ``allowed`` and never loads persistent ids.
+
+    Python 2 names (copy_reg, __builtin__) are mapped first, as the standard unpickler does for protocols
+    below 3; anything else raises :class:`Refused` naming the global.
+    """
+
+    def __init__(self, file: IO[bytes], allowed: Mapping[tuple[str, str], Any], **kwargs: Any):
+        super().__init__(file, **kwargs)
+        self._allowed = allowed
+
     def find_class(self, module: str, name: str) -> Any:
-        # Python 2 names (copy_reg, __builtin__) as the standard unpickler maps them for protocols < 3.
         if (module, name) in _compat_pickle.NAME_MAPPING:
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        found = _ALLOWED.get((module, name))
+        found = self._allowed.get((module, name))
         if found is None:
             raise Refused(f"refusing to unpickle {module}.{name}")
         return found
@@ -140,7 +149,7 @@ def loads(data: bytes, source: str) -> Any:
         RigError: ``"refusing to unpickle os.system in FILE"``, or the data is truncated or corrupt.
     """
     try:
-        return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+        return AllowListUnpickler(io.BytesIO(data), _ALLOWED, encoding="latin1").load()
     except Refused as exc:
         raise RigError(f"{exc} in {source}") from None
     except RigError:

@@ -1,17 +1,25 @@
-"""An in-process server on an ipc:// endpoint for fast socket tests (the echo handler, no torch)."""
+"""Servers for socket tests: in process on an ipc:// endpoint (the echo handler, no torch), or the real
+``rigstyle serve`` subprocess."""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from neural_backend.client import wait_until_healthy
 from neural_backend.echo import EchoHandler
 from neural_backend.passes import FramePasses
+from neural_backend.ports import free_port
 from neural_backend.serving import ServeOptions, Server
 
 
@@ -42,3 +50,36 @@ def small_passes(frame: int = 1, shot: str = "s", size: int = 16) -> FramePasses
         intrinsics=np.eye(3),
         extrinsics=np.eye(4),
     )
+
+
+@dataclass
+class BackendProcess:
+    """A running ``rigstyle serve`` subprocess."""
+
+    process: subprocess.Popen[bytes]
+    address: str
+    stderr: str = ""  # what it printed to stderr, filled in once it has exited
+
+
+@contextlib.contextmanager
+def backend_process(*serve_args: str, token: str | None = None) -> Iterator[BackendProcess]:
+    """``rigstyle serve`` as a real subprocess on a free loopback port, healthy before it is yielded.
+
+    On exit it is stopped with SIGTERM and must exit 0 (the graceful drain).
+    """
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="rigstyle-serve-")) / "stderr.log"
+    command = [sys.executable, "-m", "neural_backend", "serve", "--port", str(port), *serve_args]
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(command, stderr=stderr, stdin=subprocess.DEVNULL)
+    backend = BackendProcess(process, f"tcp://127.0.0.1:{port}")
+    try:
+        wait_until_healthy(backend.address, timeout=120, is_alive=lambda: process.poll() is None, token=token)
+        yield backend
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        backend.stderr = log.read_text(errors="replace")
+        shutil.rmtree(log.parent, ignore_errors=True)
+    assert process.returncode == 0, backend.stderr

@@ -14,7 +14,7 @@ from official_files import write_flame, write_smplx
 from rig_checks import evaluated_vertices, key_params
 
 import rigs
-from blender_addon.rig_builder import build_rig
+from blender_addon.rig_builder import RigObjects, build_rig
 from blender_addon.sequences import import_sequence
 from rigs.pose import pose_parts
 from rigs.sequences import load_sequence, resample
@@ -52,13 +52,13 @@ def model(kind: str, folder: Path) -> tuple[rigs.Rig, torch.nn.Module]:
     return rigs.load(path), reference
 
 
-@pytest.mark.parametrize("kind", ["flame", "smplx"])
-def test_keyframed_rig_matches_smplx_on_every_frame(tmp_path: Path, kind: str) -> None:
-    rig, reference = model(kind, tmp_path / kind)
-    objects = build_rig(rig, kind)
-    rng = np.random.default_rng(11)
+def key_random_frames(
+    objects: RigObjects, rig: rigs.Rig, frames: tuple[int, ...], seed: int = 11
+) -> dict[int, dict[str, np.ndarray]]:
+    """Key random betas, expression, pose and translation on ``frames``; returns what was keyed."""
+    rng = np.random.default_rng(seed)
     keyed = {}
-    for frame in (1, 5, 9):
+    for frame in frames:
         keyed[frame] = {
             "betas": rng.normal(0.0, 1.0, rig.num_betas),
             "expression": rng.normal(0.0, 1.0, rig.num_expressions),
@@ -66,6 +66,14 @@ def test_keyframed_rig_matches_smplx_on_every_frame(tmp_path: Path, kind: str) -
             "transl": rng.normal(0.0, 0.05, 3),
         }
         key_params(objects, rig, keyed[frame], frame)
+    return keyed
+
+
+@pytest.mark.parametrize("kind", ["flame", "smplx"])
+def test_keyframed_rig_matches_smplx_on_every_frame(tmp_path: Path, kind: str) -> None:
+    rig, reference = model(kind, tmp_path / kind)
+    objects = build_rig(rig, kind)
+    keyed = key_random_frames(objects, rig, (1, 5, 9))
     scene = bpy.context.scene
     for frame in (9, 1, 5):  # out of order: nothing may depend on the previous frame
         scene.frame_set(frame)

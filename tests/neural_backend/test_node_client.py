@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from serving_helpers import backend_process
 from synthetic import synthetic_face
-
-from neural_backend.client import wait_until_healthy
-from neural_backend.ports import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "node_client"
 
@@ -46,16 +42,9 @@ def test_node_client_gets_a_refined_frame(tmp_path: Path, token: str | None) -> 
         "run `make install` (it runs npm ci in examples/node_client)"
     )
     tensors = write_bundle(tmp_path / "bundle")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "neural_backend", "serve", "--port", str(port), "--gan-resolution", "16",
-         "--steps-first", "20", *(["--token", token] if token else [])],
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    address = f"tcp://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(address, timeout=120, is_alive=lambda: server.poll() is None, token=token)
-        command = [node, "client.mjs", address, str(tmp_path / "bundle"), str(tmp_path / "out")]
+    serve = ["--gan-resolution", "16", "--steps-first", "20", *(["--token", token] if token else [])]
+    with backend_process(*serve, token=token) as backend:
+        command = [node, "client.mjs", backend.address, str(tmp_path / "bundle"), str(tmp_path / "out")]
         if token:
             refused = subprocess.run(command, cwd=EXAMPLE, capture_output=True, text=True, timeout=60)
             assert refused.returncode == 3 and "unauthorized" in refused.stderr
@@ -63,9 +52,6 @@ def test_node_client_gets_a_refined_frame(tmp_path: Path, token: str | None) -> 
         result = subprocess.run(
             [*command, "--timeout", "120"], cwd=EXAMPLE, capture_output=True, text=True, timeout=180
         )
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
     assert result.returncode == 0, result.stderr
     assert "frame 3:" in result.stdout
     reply = json.loads((tmp_path / "out" / "reply.json").read_text())

@@ -3,7 +3,6 @@ with) from parameters + camera, then refines; unknown rigs and bad rig options g
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serving_helpers import backend_process
 
 import rigs
-from neural_backend.client import BackendError, Client, wait_until_healthy
+from neural_backend.client import BackendError, Client
 from neural_backend.passes import ParamsRequest
 from neural_backend.ports import free_port
 
@@ -44,17 +44,10 @@ def request(rig: str, frame: int = 1, jaw: float = 0.0) -> ParamsRequest:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     head = tmp_path_factory.mktemp("rigs") / "head.npz"
     rigs.save(rigs.demo_head(), head)
-    port = free_port()
-    command = [sys.executable, "-m", "neural_backend", "serve", "--port", str(port), "--gan-resolution", "32",
-               "--steps-first", "60", "--steps-warm", "30", "--rig", f"head={head}"]  # fmt: skip
-    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-    address = f"tcp://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(address, timeout=120, is_alive=lambda: process.poll() is None)
-        yield address
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    with backend_process(
+        "--gan-resolution", "32", "--steps-first", "60", "--steps-warm", "30", "--rig", f"head={head}"
+    ) as backend:  # fmt: skip
+        yield backend.address
 
 
 @pytest.mark.parametrize("rig", ["demo", "head"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,11 +11,11 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from serving_helpers import backend_process
 from synthetic import synthetic_face
 
-from neural_backend.client import BackendError, Client, wait_until_healthy
+from neural_backend.client import BackendError, Client
 from neural_backend.passes import FramePasses
-from neural_backend.ports import free_port
 from neural_backend.protocol import Message, decode, encode
 
 SERVE = [sys.executable, "-m", "neural_backend", "serve", "--gan-resolution", "32", "--steps-first", "30"]
@@ -24,17 +23,9 @@ SERVE = [sys.executable, "-m", "neural_backend", "serve", "--gan-resolution", "3
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen([*SERVE, "--port", str(port)], stderr=subprocess.PIPE, text=True)
-    address = f"tcp://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(address, timeout=120, is_alive=lambda: process.poll() is None)
-        yield address
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0, stderr
-    assert "UNTRAINED" in stderr
+    with backend_process("--gan-resolution", "32", "--steps-first", "30") as backend:
+        yield backend.address
+    assert "UNTRAINED" in backend.stderr
 
 
 def raw_request(address: str, frames: list[bytes]) -> Message:
