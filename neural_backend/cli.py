@@ -32,7 +32,8 @@ def _power_of_two(ctx: click.Context, param: click.Parameter, value: int | None)
 checkpoint_option = click.option(
     "--checkpoint",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Generator checkpoint (RigStyle .safetensors). Default: the built-in UNTRAINED generator.",
+    help="StyleGAN2 checkpoint (.safetensors, NVlabs .pkl, rosinality .pt). Default: the built-in UNTRAINED "
+    "generator.",
 )
 gan_resolution_option = click.option(
     "--gan-resolution",
@@ -290,43 +291,109 @@ def demo(
 
 @cli.group()
 def checkpoint() -> None:
-    """Inspect generator checkpoints (RigStyle .safetensors, NVlabs StyleGAN2 .pkl)."""
+    """Inspect and convert StyleGAN2 checkpoints (RigStyle .safetensors, NVlabs .pkl, rosinality .pt).
+
+    Nothing in a checkpoint file is ever executed: pickles are read through an allow-list.
+    """
+
+
+CONVERT_TARGETS = {".safetensors": "rigstyle", ".pt": "rosinality", ".pth": "rosinality"}
 
 
 @checkpoint.command("inspect")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def checkpoint_inspect(file: Path) -> None:
-    """Print what a generator checkpoint holds; nothing in the file is executed.
+    """Print what a checkpoint holds.
 
     \b
     Example:
       rigstyle checkpoint inspect stylegan2-ffhq-1024x1024.pkl
     """
-    from .checkpoint import CheckpointError, _sniff_format, load_generator
+    from .checkpoint import CheckpointError, read_checkpoint
 
     try:
-        if _sniff_format(file) == "pickle":
-            from .nvlabs_pickle import load_nvlabs
-
-            loaded = load_nvlabs(file)
-            kind, generator, has_d = "nvlabs-pkl", loaded.generator, loaded.has_discriminator
-        else:
-            kind, generator, has_d = "rigstyle-safetensors", load_generator(file), False
+        loaded = read_checkpoint(file)
     except CheckpointError as exc:
         raise UserError(str(exc)) from None
+    generator = loaded.generator
+    config = generator.init_kwargs
     params = sum(p.numel() for p in generator.parameters())
+    if loaded.discriminator is not None:
+        d_params = sum(p.numel() for p in loaded.discriminator.parameters())
+        discriminator = f"yes ({loaded.discriminator.init_kwargs['architecture']}, {d_params:,} parameters)"
+    else:
+        discriminator = f"no ({loaded.discriminator_problem})" if loaded.discriminator_problem else "no"
     lines = [
         f"file:           {file}",
-        f"kind:           {kind}",
+        f"kind:           {loaded.kind}",
         f"resolution:     {generator.img_resolution}",
         f"mapping depth:  {generator.mapping.num_layers}",
         f"num_ws:         {generator.num_ws}",
         f"z_dim / w_dim:  {generator.z_dim} / {generator.w_dim}"
         + (f", c_dim {generator.c_dim}" if generator.c_dim else ""),
+        f"channels:       base {config['channel_base']}, max {config['channel_max']}",
+        f"conv_clamp:     {config['conv_clamp']}, fp16 resolutions: {config['num_fp16_res']}",
         f"parameters:     {params:,}",
-        f"discriminator:  {'yes' if has_d else 'no'}",
+        f"discriminator:  {discriminator}",
     ]
+    lines += [f"note:           {note}" for note in loaded.notes]
     click.echo("\n".join(lines))
+
+
+@checkpoint.command("convert")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--to",
+    "target_format",
+    type=click.Choice(["rigstyle", "rosinality"]),
+    help="Output format. Default: from TARGET's suffix (.safetensors = rigstyle, .pt/.pth = rosinality).",
+)
+@click.option("--force", is_flag=True, help="Overwrite TARGET if it exists.")
+def checkpoint_convert(source: Path, target: Path, target_format: str | None, force: bool) -> None:
+    """Convert SOURCE (any supported format) to TARGET, generator and discriminator alike.
+
+    The result draws bit-identical images for the same latents and noise.
+
+    \b
+    Examples:
+      rigstyle checkpoint convert stylegan2-ffhq-1024x1024.pkl ffhq.safetensors
+      rigstyle checkpoint convert ffhq.safetensors ffhq-rosinality.pt
+    """
+    from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+    from .rosinality import discriminator_problems, save_rosinality
+
+    target_format = target_format or CONVERT_TARGETS.get(target.suffix.lower())
+    if target_format is None:
+        raise UserError(
+            f"{target}: cannot tell the output format from the suffix; use --to rigstyle|rosinality"
+        )
+    if target.exists() and not force:
+        raise UserError(f"{target}: already exists (use --force to overwrite)")
+    if target.resolve() == source.resolve():
+        raise UserError(f"{target}: is the source file; choose another output path")
+    partial = target.with_name(f".{target.name}.partial")
+    notes: list[str] = []
+    try:
+        loaded = read_checkpoint(source)
+        notes += [*loaded.notes, *([loaded.discriminator_problem] if loaded.discriminator_problem else [])]
+        discriminator = loaded.discriminator
+        if target_format == "rigstyle":
+            save_checkpoint(loaded.generator, partial, discriminator)
+        else:
+            if discriminator is not None and discriminator_problems(discriminator.init_kwargs):
+                reasons = "; ".join(discriminator_problems(discriminator.init_kwargs))
+                notes.append(f"discriminator not written (rosinality cannot represent it: {reasons})")
+                discriminator = None
+            save_rosinality(loaded.generator, partial, discriminator)
+        partial.replace(target)  # never leaves a half-written TARGET behind
+    except (CheckpointError, ValueError, OSError) as exc:
+        partial.unlink(missing_ok=True)
+        raise UserError(str(exc).replace(str(partial), str(target))) from None
+    networks = "generator + discriminator" if discriminator is not None else "generator only"
+    click.echo(f"wrote {target} ({target_format}, {networks}) from {source} ({loaded.kind})")
+    for note in notes:
+        click.echo(f"note: {note}")
 
 
 @cli.group()

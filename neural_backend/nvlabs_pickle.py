@@ -25,8 +25,8 @@ import torch
 
 from rigs.safe_pickle import AllowListUnpickler, Refused
 
-from .checkpoint import CheckpointError, check_tensor_names
-from .stylegan2 import Generator
+from .checkpoint import KIND_NVLABS, Checkpoint, CheckpointError, build_network, check_tensor_names
+from .stylegan2 import Discriminator, Generator
 
 STYLEGAN3_REFUSAL = "StyleGAN3 pickles are not supported yet (only StyleGAN2 / StyleGAN2-ADA generators)"
 # synthesis kwargs and module names that only StyleGAN3 (T/R) networks have
@@ -41,7 +41,9 @@ _SYNTHESIS_DEFAULTS: dict[str, Any] = {
     "resample_filter": [1, 3, 3, 1],
     "use_noise": True,
 }
-_SYNTHESIS_IGNORED = frozenset({"num_fp16_res", "fp16_channels_last", "w_dim_out"})
+_D_BLOCK_DEFAULTS: dict[str, Any] = {"activation": "lrelu", "resample_filter": [1, 3, 3, 1]}
+_D_EPILOGUE_DEFAULTS: dict[str, Any] = {"activation": "lrelu"}
+_D_MAPPING_DEFAULTS: dict[str, Any] = {"lr_multiplier": 0.01, "embed_features": None, "layer_features": None}
 
 
 class _Refused(Exception):
@@ -141,18 +143,11 @@ def flatten_state(record: PersistentRecord, prefix: str = "") -> dict[str, torch
     return out
 
 
-@dataclass
-class NvlabsCheckpoint:
-    """A loaded NVlabs pickle: our generator (from ``G_ema``) and what else the file holds."""
+def read_nvlabs(path: str | Path) -> Checkpoint:
+    """Read an NVlabs StyleGAN2(-ADA) pickle: our generator from ``G_ema`` (or ``G``) and discriminator ``D``.
 
-    generator: Generator
-    nvlabs_kwargs: dict[str, Any]
-    has_discriminator: bool
-    keys: list[str]
-
-
-def load_nvlabs(path: str | Path) -> NvlabsCheckpoint:
-    """Read an NVlabs StyleGAN2(-ADA) pickle into our :class:`Generator` (eval mode, CPU).
+    A discriminator that cannot be loaded does not stop the generator: the reason is kept in
+    :attr:`Checkpoint.discriminator_problem`.
 
     Raises:
         CheckpointError: a refused global, not an NVlabs network pickle, a StyleGAN3 pickle, unsupported
@@ -166,6 +161,27 @@ def load_nvlabs(path: str | Path) -> NvlabsCheckpoint:
     record = data.get(key)
     if not isinstance(record, PersistentRecord):
         raise CheckpointError(f"{path}: not an NVlabs network pickle (no 'G_ema' or 'G' network)")
+    tensors, kwargs = _tensors_and_kwargs(path, key, record)
+    if _is_stylegan3(record, kwargs, tensors):
+        raise CheckpointError(f"{path}: {STYLEGAN3_REFUSAL}")
+    if record.class_name != "Generator":
+        raise CheckpointError(f"{path}: network {key} is a {record.class_name!r}, expected 'Generator'")
+    generator = _loaded(path, build_network(path, Generator, _generator_config(path, kwargs)), tensors)
+    discriminator, problem = None, None
+    d_record = data.get("D")
+    if isinstance(d_record, PersistentRecord):
+        try:
+            d_tensors, d_kwargs = _tensors_and_kwargs(path, "D", d_record)
+            config = _discriminator_config(path, d_kwargs)
+            discriminator = _loaded(path, build_network(path, Discriminator, config), d_tensors, "D.")
+        except CheckpointError as exc:
+            problem = "discriminator D not loaded: " + str(exc).removeprefix(f"{path}: ")
+    return Checkpoint(path, KIND_NVLABS, generator, discriminator, problem)
+
+
+def _tensors_and_kwargs(
+    path: Path, key: str, record: PersistentRecord
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         tensors = flatten_state(record)
     except _Refused as exc:
@@ -173,25 +189,15 @@ def load_nvlabs(path: str | Path) -> NvlabsCheckpoint:
     kwargs = record.state.get("_init_kwargs")
     if not isinstance(kwargs, dict):
         raise CheckpointError(f"{path}: network {key} has no constructor kwargs ('_init_kwargs')")
-    if _is_stylegan3(record, kwargs, tensors):
-        raise CheckpointError(f"{path}: {STYLEGAN3_REFUSAL}")
-    if record.class_name != "Generator":
-        raise CheckpointError(f"{path}: network {key} is a {record.class_name!r}, expected 'Generator'")
-    config = _generator_config(path, kwargs)
-    try:
-        generator = Generator(**config)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: invalid generator config {config}: {exc}") from None
-    expected = {name: list(t.shape) for name, t in generator.state_dict().items()}
-    check_tensor_names(path, {name: list(t.shape) for name, t in tensors.items()}, expected)
-    generator.load_state_dict({name: t.detach() for name, t in tensors.items()}, strict=True)
-    discriminator = data.get("D")
-    return NvlabsCheckpoint(
-        generator=generator.eval(),
-        nvlabs_kwargs=dict(kwargs),
-        has_discriminator=isinstance(discriminator, PersistentRecord),
-        keys=[str(k) for k in data],
-    )
+    return tensors, kwargs
+
+
+def _loaded(path: Path, network: Any, tensors: dict[str, torch.Tensor], label: str = "") -> Any:
+    """``network`` with ``tensors`` loaded strictly (names and shapes checked first), in eval mode."""
+    expected = {label + name: list(t.shape) for name, t in network.state_dict().items()}
+    check_tensor_names(path, {label + name: list(t.shape) for name, t in tensors.items()}, expected)
+    network.load_state_dict({name: t.detach() for name, t in tensors.items()}, strict=True)
+    return network.eval()
 
 
 def _is_stylegan3(record: PersistentRecord, kwargs: dict[str, Any], tensors: dict[str, torch.Tensor]) -> bool:
@@ -207,15 +213,8 @@ def _generator_config(path: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Our Generator's constructor kwargs from NVlabs ``Generator._init_kwargs``."""
     mapping = dict(kwargs.get("mapping_kwargs") or {})
     synthesis = dict(kwargs.get("synthesis_kwargs") or {})
-    for name, options, defaults in (
-        ("mapping_kwargs", mapping, _MAPPING_DEFAULTS),
-        ("synthesis_kwargs", synthesis, _SYNTHESIS_DEFAULTS),
-    ):
-        for option, default in defaults.items():
-            if option in options and options[option] != default and not _same(options[option], default):
-                raise CheckpointError(
-                    f"{path}: unsupported {name}.{option}={options[option]!r} (only {default!r} is supported)"
-                )
+    _check_defaults(path, "mapping_kwargs", mapping, _MAPPING_DEFAULTS)
+    _check_defaults(path, "synthesis_kwargs", synthesis, _SYNTHESIS_DEFAULTS)
     config: dict[str, Any] = {}
     for option in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"):
         if option not in kwargs:
@@ -226,7 +225,46 @@ def _generator_config(path: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
     config["channel_max"] = int(synthesis.get("channel_max", 512))
     clamp = synthesis.get("conv_clamp")
     config["conv_clamp"] = None if clamp is None else float(clamp)
+    config["num_fp16_res"] = int(synthesis.get("num_fp16_res", 0))
     return config
+
+
+def _discriminator_config(path: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Our Discriminator's constructor kwargs from NVlabs ``Discriminator._init_kwargs``."""
+    groups = {
+        "block_kwargs": (dict(kwargs.get("block_kwargs") or {}), _D_BLOCK_DEFAULTS),
+        "epilogue_kwargs": (dict(kwargs.get("epilogue_kwargs") or {}), _D_EPILOGUE_DEFAULTS),
+        "mapping_kwargs": (dict(kwargs.get("mapping_kwargs") or {}), _D_MAPPING_DEFAULTS),
+    }
+    for name, (options, defaults) in groups.items():
+        _check_defaults(path, name, options, defaults)
+    config: dict[str, Any] = {}
+    for option in ("c_dim", "img_resolution", "img_channels"):
+        if option not in kwargs:
+            raise CheckpointError(f"{path}: discriminator kwargs lack {option!r}")
+        config[option] = int(kwargs[option])
+    config["architecture"] = str(kwargs.get("architecture", "resnet"))
+    config["channel_base"] = int(kwargs.get("channel_base", 32768))
+    config["channel_max"] = int(kwargs.get("channel_max", 512))
+    config["num_fp16_res"] = int(kwargs.get("num_fp16_res", 0))
+    clamp = kwargs.get("conv_clamp")
+    config["conv_clamp"] = None if clamp is None else float(clamp)
+    cmap_dim = kwargs.get("cmap_dim")
+    config["cmap_dim"] = None if cmap_dim is None else int(cmap_dim)
+    config["mapping_layers"] = int(groups["mapping_kwargs"][0].get("num_layers", 8))
+    epilogue = groups["epilogue_kwargs"][0]
+    group_size = epilogue.get("mbstd_group_size", 4)
+    config["mbstd_group_size"] = None if group_size is None else int(group_size)
+    config["mbstd_num_channels"] = int(epilogue.get("mbstd_num_channels", 1))
+    return config
+
+
+def _check_defaults(path: Path, name: str, options: dict[str, Any], defaults: dict[str, Any]) -> None:
+    for option, default in defaults.items():
+        if option in options and not _same(options[option], default):
+            raise CheckpointError(
+                f"{path}: unsupported {name}.{option}={options[option]!r} (only {default!r} is supported)"
+            )
 
 
 def _same(value: object, default: object) -> bool:

@@ -67,10 +67,10 @@ def test_demo_writes_every_output_and_fits_the_skin(tmp_path: Path) -> None:
 
 def test_demo_runs_from_a_saved_checkpoint(tmp_path: Path) -> None:
     from neural_backend.builtin_generator import builtin_generator
-    from neural_backend.checkpoint import save_generator
+    from neural_backend.checkpoint import save_checkpoint
 
     checkpoint = tmp_path / "g.safetensors"
-    save_generator(builtin_generator(32, seed=3), checkpoint)
+    save_checkpoint(builtin_generator(32, seed=3), checkpoint)
     result, report = run_demo(tmp_path / "demo", "--checkpoint", str(checkpoint))
     assert "UNTRAINED" not in result.stdout
     assert report["checkpoint"]["path"] == str(checkpoint) and report["checkpoint"]["untrained"] is False

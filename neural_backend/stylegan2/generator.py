@@ -28,6 +28,7 @@ class Generator(torch.nn.Module):
         channel_base: int = 32768,  # Channels at resolution r are min(channel_base // r, channel_max).
         channel_max: int = 512,  # Maximum number of channels in any synthesis layer.
         conv_clamp: float | None = None,  # Clamp synthesis conv outputs to +-X (NVlabs FFHQ uses 256).
+        num_fp16_res: int = 0,  # Run the highest this many resolutions in float16 on CUDA (NVlabs: 4).
     ):
         super().__init__()
         self.init_kwargs: dict[str, Any] = {
@@ -40,6 +41,7 @@ class Generator(torch.nn.Module):
             "channel_base": channel_base,
             "channel_max": channel_max,
             "conv_clamp": conv_clamp,
+            "num_fp16_res": num_fp16_res,
         }
         self.z_dim = z_dim
         self.c_dim = c_dim
@@ -53,6 +55,7 @@ class Generator(torch.nn.Module):
             channel_base=channel_base,
             channel_max=channel_max,
             conv_clamp=conv_clamp,
+            num_fp16_res=num_fp16_res,
         )
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, num_layers=mapping_layers)
@@ -64,7 +67,12 @@ class Generator(torch.nn.Module):
         truncation_psi: float = 1.0,
         truncation_cutoff: int | None = None,
         noise_mode: str = "const",
+        **synthesis_kwargs: Any,
     ) -> torch.Tensor:
-        """z (N, z_dim) [, c (N, c_dim)] -> image (N, img_channels, R, R), nominally in [-1, 1]."""
+        """z (N, z_dim) [, c (N, c_dim)] -> image (N, img_channels, R, R) float32, nominally in [-1, 1].
+
+        ``synthesis_kwargs`` go to :meth:`SynthesisNetwork.forward` (``fused_modconv``, ``force_fp32``,
+        ``channels_last``).
+        """
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)
+        return self.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)

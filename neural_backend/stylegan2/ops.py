@@ -3,8 +3,8 @@
 Each function is the reference (non-CUDA) formulation of the NVlabs op of the same name, so a later parity
 test can compare them one by one: ``upfirdn2d`` pads, zero-inserts and convolves with a normalised FIR
 filter; ``conv2d_resample`` upsamples by a strided transposed convolution followed by the FIR filter;
-``modulated_conv2d`` modulates, convolves and demodulates. Only upsampling is implemented here; the
-discriminator's downsampling paths belong to a later issue.
+``modulated_conv2d`` modulates, convolves and demodulates. Downsampling (the discriminator's) low-passes
+first and then convolves with a stride.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def bias_act(
     act: str = "linear",
     gain: float | None = None,
     clamp: float | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Add a per-channel bias (channels on dim 1), apply ``act``, scale by ``gain``, clamp to +-``clamp``.
 
@@ -54,19 +55,35 @@ def bias_act(
         act: ``'linear'`` or ``'lrelu'`` (slope 0.2).
         gain: output scale; None = the activation's default gain (1 or sqrt(2)).
         clamp: clamp the output to [-clamp, clamp]; None = no clamping.
+        inplace: overwrite ``x`` (a caller's intermediate that needs no gradient): same values, no new
+            allocations, which matters for the large activations of the highest resolutions.
     """
     if act not in ACTIVATION_GAINS:
         raise ValueError(f"act: expected one of {sorted(ACTIVATION_GAINS)}, got {act!r}")
+    if inplace and torch.is_grad_enabled() and x.requires_grad:
+        raise ValueError("inplace: x requires grad; in-place activation would break its backward pass")
+    gain = ACTIVATION_GAINS[act] if gain is None else gain
+    clamping = clamp is not None and clamp >= 0
+    if inplace:
+        if b is not None:
+            x.add_(b.reshape([1, -1] + [1] * (x.ndim - 2)))
+        if act == "lrelu":
+            F.leaky_relu_(x, LRELU_ALPHA)
+        if gain != 1:
+            x.mul_(gain)
+        return x.clamp_(-clamp, clamp) if clamping else x  # type: ignore[operator]
     if b is not None:
         x = x + b.reshape([1, -1] + [1] * (x.ndim - 2))
     if act == "lrelu":
         x = F.leaky_relu(x, LRELU_ALPHA)
-    gain = ACTIVATION_GAINS[act] if gain is None else gain
     if gain != 1:
         x = x * gain
-    if clamp is not None and clamp >= 0:
-        x = x.clamp(-clamp, clamp)
-    return x
+    return x.clamp(-clamp, clamp) if clamping else x  # type: ignore[operator]
+
+
+def can_overwrite(x: torch.Tensor) -> bool:
+    """True when intermediates derived from ``x`` need no gradient, so ops may work in place."""
+    return not (torch.is_grad_enabled() and x.requires_grad)
 
 
 def setup_filter(taps: Sequence[float], normalize: bool = True) -> torch.Tensor:
@@ -82,11 +99,13 @@ def upfirdn2d(
     x: torch.Tensor,
     f: torch.Tensor,
     up: int = 1,
+    down: int = 1,
     padding: Sequence[int] = (0, 0, 0, 0),
     flip_filter: bool = False,
     gain: float = 1.0,
 ) -> torch.Tensor:
-    """Zero-insert upsample by ``up``, pad by (x0, x1, y0, y1) (negative crops), filter with ``f``.
+    """Zero-insert upsample by ``up``, pad by (x0, x1, y0, y1) (negative crops), filter with ``f``, keep every
+    ``down``-th sample.
 
     Args:
         x: (N, C, H, W) float.
@@ -94,7 +113,7 @@ def upfirdn2d(
         gain: overall signal gain; the filter is scaled by ``gain ** (f.ndim / 2)`` per axis pair.
 
     Returns:
-        (N, C, H * up + x0 + x1 - kh + 1, W * up + ...) float.
+        (N, C, (H * up + y0 + y1 - kh) // down + 1, (W * up + x0 + x1 - kw) // down + 1) float.
     """
     assert_shape(x, [None, None, None, None], "x")
     n, c, h, w = x.shape
@@ -109,7 +128,8 @@ def upfirdn2d(
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))  # conv2d correlates; flipping makes it a true convolution
     f = f[None, None].repeat(c, 1, 1, 1)
-    return F.conv2d(x, f, groups=c)
+    # A strided depthwise convolution filters only the samples that are kept.
+    return F.conv2d(x, f, groups=c, stride=down)
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
@@ -119,34 +139,69 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     return upfirdn2d(x, f, up=up, padding=padding, gain=up * up)
 
 
+def downsample2d(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    down: int = 2,
+    padding: int = 0,
+    flip_filter: bool = False,
+    gain: float = 1.0,
+) -> torch.Tensor:
+    """Low-pass with FIR filter ``f`` and keep every ``down``-th sample: (N, C, H/down, W/down)."""
+    fh, fw = f.shape
+    pads = (
+        padding + (fw - down + 1) // 2,
+        padding + (fw - down) // 2,
+        padding + (fh - down + 1) // 2,
+        padding + (fh - down) // 2,
+    )
+    return upfirdn2d(x, f, down=down, padding=pads, flip_filter=flip_filter, gain=gain)
+
+
 def conv2d_resample(
     x: torch.Tensor,
     w: torch.Tensor,
     f: torch.Tensor | None = None,
     up: int = 1,
+    down: int = 1,
     padding: int = 0,
     groups: int = 1,
     flip_weight: bool = True,
+    flip_filter: bool = False,
 ) -> torch.Tensor:
-    """2-D convolution with optional FIR upsampling, as NVlabs ``conv2d_resample`` (no downsampling yet).
+    """2-D convolution with FIR up- or downsampling, as NVlabs ``conv2d_resample``.
 
     Args:
         x: (N, groups * I, H, W) float.
         w: (groups * O, I, kh, kw) float.
-        f: FIR filter for upsampling; required when ``up > 1``.
+        f: FIR filter for resampling; required when ``up > 1`` or ``down > 1``.
         up: integer upsampling factor.
-        padding: padding with respect to the upsampled image.
+        down: integer downsampling factor.
+        padding: padding with respect to the resampled image.
         flip_weight: True = correlation (like ``F.conv2d``), False = convolution.
 
     Returns:
-        (N, groups * O, H * up, W * up) for a 'same' padding.
+        (N, groups * O, H * up / down, W * up / down) for a 'same' padding.
     """
     out_channels, in_per_group, kh, kw = w.shape
-    if up == 1:
+    if up == 1 and down == 1:
         return F.conv2d(x, w if flip_weight else w.flip([2, 3]), padding=padding, groups=groups)
     if f is None:
-        raise ValueError("f: an FIR filter is required when up > 1")
+        raise ValueError("f: an FIR filter is required when up > 1 or down > 1")
+    if up > 1 and down > 1:
+        raise ValueError(f"up={up}, down={down}: resampling in both directions at once is not supported")
     fh, fw = f.shape
+    if down > 1:
+        px0 = padding + (fw - down + 1) // 2
+        px1 = padding + (fw - down) // 2
+        py0 = padding + (fh - down + 1) // 2
+        py1 = padding + (fh - down) // 2
+        if kh == 1 and kw == 1:  # 1x1: subsample first, then the (cheaper) convolution
+            x = upfirdn2d(x, f, down=down, padding=(px0, px1, py0, py1), flip_filter=flip_filter)
+            return F.conv2d(x, w, groups=groups)
+        # Low-pass at full resolution, then a strided convolution keeps every down-th output.
+        x = upfirdn2d(x, f, padding=(px0, px1, py0, py1), flip_filter=flip_filter)
+        return F.conv2d(x, w if flip_weight else w.flip([2, 3]), stride=down, groups=groups)
     px0 = padding + (fw + up - 1) // 2 - (kw - 1)
     px1 = padding + (fw - up) // 2 - (kw - up)
     py0 = padding + (fh + up - 1) // 2 - (kh - 1)
@@ -159,7 +214,8 @@ def conv2d_resample(
     if flip_weight:  # the transposed convolution already flips; undo it to keep correlation semantics
         w = w.flip([2, 3])
     x = F.conv_transpose2d(x, w, stride=up, padding=[pyt, pxt], groups=groups)
-    return upfirdn2d(x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up * up)
+    padding4 = (px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt)
+    return upfirdn2d(x, f, padding=padding4, gain=up * up, flip_filter=flip_filter)
 
 
 def modulated_conv2d(
@@ -173,8 +229,9 @@ def modulated_conv2d(
     demodulate: bool = True,
     flip_weight: bool = True,
     fused_modconv: bool = True,
+    gain: float = 1.0,
 ) -> torch.Tensor:
-    """StyleGAN2 modulated convolution.
+    """StyleGAN2 modulated convolution: ``gain * modconv(x) + noise``.
 
     Args:
         x: (N, I, H, W) float activations.
@@ -184,6 +241,8 @@ def modulated_conv2d(
         fused_modconv: True = one grouped convolution with per-sample weights; False = scale the
             activations before and after a shared-weight convolution (same result, cheaper gradients
             with respect to ``styles``).
+        gain: output scale, folded into the (small) demodulation coefficients or styles instead of
+            costing a pass over the output.
 
     Returns:
         (N, O, H*up, W*up) float.
@@ -193,20 +252,45 @@ def modulated_conv2d(
     assert_shape(x, [n, in_channels, None, None], "x")
     assert_shape(styles, [n, in_channels], "styles")
 
+    if x.dtype == torch.float16 and demodulate:
+        # Demodulation cancels any positive scale of weight and styles: normalise both first so that the
+        # fp16 products cannot overflow (NVlabs does the same).
+        weight = weight * (
+            1 / math.sqrt(in_channels * kh * kw) / weight.abs().amax(dim=[1, 2, 3], keepdim=True)
+        )
+        styles = styles / styles.abs().amax(dim=1, keepdim=True)
+
     w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # (N, O, I, kh, kw)
     dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() if demodulate else None  # (N, O)
+    if gain != 1:
+        if dcoefs is not None:
+            dcoefs = dcoefs * gain
+        else:
+            styles = styles * gain
+            w = w * gain
+    if noise is not None:
+        noise = noise.to(x.dtype)
 
     if not fused_modconv:
-        x = x * styles.reshape(n, -1, 1, 1)
-        x = conv2d_resample(x, weight, f=resample_filter, up=up, padding=padding, flip_weight=flip_weight)
+        x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+        x = conv2d_resample(
+            x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding, flip_weight=flip_weight
+        )
         if dcoefs is not None:
-            x = x * dcoefs.reshape(n, -1, 1, 1)
-        return x if noise is None else x + noise
+            x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+        return _add_noise(x, noise)
 
     if dcoefs is not None:
         w = w * dcoefs.reshape(n, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])
-    w = w.reshape(-1, in_channels, kh, kw)
+    w = w.reshape(-1, in_channels, kh, kw).to(x.dtype)
     x = conv2d_resample(x, w, f=resample_filter, up=up, padding=padding, groups=n, flip_weight=flip_weight)
     x = x.reshape(n, -1, *x.shape[2:])
-    return x if noise is None else x + noise
+    return _add_noise(x, noise)
+
+
+def _add_noise(x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    """``x + noise``, in place when ``x`` (a fresh convolution output) needs no gradient."""
+    if noise is None:
+        return x
+    return x.add_(noise) if can_overwrite(x) else x + noise

@@ -8,11 +8,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from neural_backend.builtin_generator import builtin_generator
-from neural_backend.checkpoint import CONFIG_KEY, CheckpointError, load_generator, save_generator
-from neural_backend.stylegan2 import Generator
+from neural_backend.checkpoint import (
+    CONFIG_KEY,
+    CheckpointError,
+    load_discriminator,
+    load_generator,
+    read_checkpoint,
+    save_checkpoint,
+)
+from neural_backend.stylegan2 import Discriminator, Generator
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +47,7 @@ def _error_for(path: Path) -> str:
 
 def test_round_trip_gives_identical_images(generator, tmp_path):
     path = tmp_path / "g.safetensors"
-    save_generator(generator, path)
+    save_checkpoint(generator, path)
     loaded = load_generator(path)
     assert loaded.init_kwargs == generator.init_kwargs
     assert not loaded.training
@@ -52,10 +60,9 @@ def test_round_trip_gives_identical_images(generator, tmp_path):
 
 
 def test_metadata_holds_format_version_and_config(generator, tmp_path):
-    from safetensors import safe_open
 
     path = tmp_path / "g.safetensors"
-    save_generator(generator, path)
+    save_checkpoint(generator, path)
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
     assert metadata["format"] == "rigstyle-generator" and metadata["version"] == "1"
@@ -69,7 +76,7 @@ def test_missing_file(tmp_path):
 def test_not_a_safetensors_file(tmp_path):
     path = tmp_path / "junk.safetensors"
     path.write_bytes(b"this is not a checkpoint at all")
-    assert "not a safetensors file" in _error_for(path)
+    assert "not a StyleGAN2 checkpoint (unrecognised file format)" in _error_for(path)
 
 
 def test_corrupt_safetensors_header(tmp_path):
@@ -129,7 +136,32 @@ def test_another_generators_weights_do_not_fit(generator, tmp_path):
 
 def test_load_to_device_and_save_rejects_other_modules(generator, tmp_path):
     path = tmp_path / "g.safetensors"
-    save_generator(generator, path)
+    save_checkpoint(generator, path)
     assert next(load_generator(path, device="cpu").parameters()).device.type == "cpu"
     with pytest.raises(TypeError, match="Generator"):
-        save_generator(torch.nn.Linear(2, 2), path)
+        save_checkpoint(torch.nn.Linear(2, 2), path)
+
+
+def test_generator_and_discriminator_round_trip_in_one_file(generator, tmp_path):
+    torch.manual_seed(3)
+    discriminator = Discriminator(img_resolution=16, channel_base=256, channel_max=32, c_dim=2).eval()
+    path = tmp_path / "gd.safetensors"
+    save_checkpoint(generator, path, discriminator)
+    loaded = read_checkpoint(path)
+    assert loaded.kind == "rigstyle-safetensors" and loaded.discriminator is not None
+    assert loaded.discriminator.init_kwargs == discriminator.init_kwargs
+    for name, tensor in discriminator.state_dict().items():
+        assert torch.equal(loaded.discriminator.state_dict()[name], tensor), name
+    images, c = torch.randn(4, 3, 16, 16), torch.randn(4, 2)
+    with torch.no_grad():
+        assert torch.equal(load_discriminator(path)(images, c), discriminator(images, c))
+    with safe_open(str(path), framework="pt") as handle:  # G's names stay unprefixed for other readers
+        assert "mapping.w_avg" in handle.keys() and "D.b4.out.weight" in handle.keys()
+
+
+def test_load_discriminator_without_one_names_the_file(generator, tmp_path):
+    path = tmp_path / "g.safetensors"
+    save_checkpoint(generator, path)
+    with pytest.raises(CheckpointError, match="holds no discriminator") as info:
+        load_discriminator(path)
+    assert str(path) in str(info.value)
