@@ -122,14 +122,18 @@ def upfirdn2d(
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(n, c, h * up, w * up)
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
+    conv_padding = [0, 0]
+    if px0 == px1 >= 0 and py0 == py1 >= 0:
+        conv_padding = [py0, px0]  # the convolution pads itself: saves a copy of x
+    else:
+        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     f = f.to(x.dtype) * (gain ** (f.ndim / 2))
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))  # conv2d correlates; flipping makes it a true convolution
     f = f[None, None].repeat(c, 1, 1, 1)
     # A strided depthwise convolution filters only the samples that are kept.
-    return F.conv2d(x, f, groups=c, stride=down)
+    return F.conv2d(x, f, groups=c, stride=down, padding=conv_padding)
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
