@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+# tests/ holds shared fixtures; the repository root goes first so that tests/neural_backend/ (a plain
+# directory) cannot shadow the neural_backend package.
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]
 
 from synthetic import synthetic_face  # noqa: E402
 
