@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from neural_backend.checkpoint import load_generator, save_checkpoint
 from neural_backend.stylegan2 import Generator, assert_shape
-from neural_backend.stylegan2.ops import conv2d_resample, setup_filter, upsample2d
+from neural_backend.stylegan2.ops import conv2d_resample, modulated_conv2d, setup_filter, upsample2d
 
 SMALL = {
     "z_dim": 32,
@@ -216,3 +217,63 @@ def test_builtin_generator_is_deterministic_small_and_centred():
         w = a.mapping(torch.randn(4096, a.z_dim, generator=torch.Generator().manual_seed(5)))[:, 0]
     spread = w.std(dim=0).mean()
     assert (w.mean(dim=0) - a.mapping.w_avg).abs().max() < 0.2 * spread
+
+
+def test_fp16_modulated_conv_prenormalises_instead_of_overflowing():
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 8, 8)
+    weight = torch.randn(8, 16, 3, 3) * 300.0  # products of these would overflow fp16 (max 65504)
+    styles = torch.randn(2, 16) * 300.0
+    expected = modulated_conv2d(x, weight, styles, padding=1)
+    for fused in (True, False):
+        half = modulated_conv2d(x.half(), weight, styles, padding=1, fused_modconv=fused)
+        assert half.dtype == torch.float16 and torch.isfinite(half).all()
+        assert (half.float() - expected).abs().max() <= 1e-2 * expected.abs().max()
+
+
+def test_fp16_blocks_follow_the_nvlabs_rule_and_stay_fp32_on_the_cpu():
+    generator = small_generator(img_resolution=32, num_fp16_res=2)
+    assert [getattr(generator.synthesis, f"b{r}").use_fp16 for r in (4, 8, 16, 32)] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    z = torch.randn(2, SMALL["z_dim"])
+    with torch.no_grad():
+        assert torch.equal(generator(z), generator(z, force_fp32=True))  # the CPU never runs fp16
+
+
+def test_channels_last_and_unfused_batches_give_the_same_images():
+    generator = small_generator(noise_strength=0.2)
+    z = torch.randn(3, SMALL["z_dim"], generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        reference = generator(z, channels_last=False, fused_modconv=True)
+        for options in ({}, {"channels_last": True}, {"fused_modconv": False}):
+            assert torch.allclose(generator(z, **options), reference, atol=1e-5), options
+
+
+def test_compiled_generator_matches(tmp_path):
+    generator = small_generator(img_resolution=8, noise_strength=0.2)
+    path = tmp_path / "g.safetensors"
+    save_checkpoint(generator, path)
+    compiled = load_generator(path, compile=True)
+    assert set(compiled.state_dict()) == set(generator.state_dict())
+    z = torch.randn(2, SMALL["z_dim"], generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        assert torch.allclose(compiled(z, truncation_psi=0.8), generator(z, truncation_psi=0.8), atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 4])
+def test_fp16_synthesis_on_cuda_stays_close_to_fp32(batch):
+    generator = small_generator(
+        img_resolution=64, num_fp16_res=2, conv_clamp=256.0, noise_strength=0.1
+    ).cuda()
+    assert generator.synthesis.b64.use_fp16 and not generator.synthesis.b16.use_fp16
+    z = torch.randn(batch, SMALL["z_dim"], device="cuda", generator=torch.Generator("cuda").manual_seed(1))
+    with torch.inference_mode():
+        half = generator(z)
+        full = generator(z, force_fp32=True)
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+    assert (half - full).abs().max() <= 2e-2 * full.abs().max()
