@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_rigstyle as run
 
 from neural_backend.ports import free_port
-
-RIGSTYLE = str(Path(sys.executable).parent / "rigstyle")
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RIGSTYLE, *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
-    )
 
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["serve"]])

@@ -7,28 +7,20 @@ can hold them: NVlabs pickle -> rosinality .pt -> RigStyle .safetensors must dra
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_rigstyle
 from nvlabs_files import write_nvlabs_pkl
 
 import neural_backend
 from neural_backend.checkpoint import save_checkpoint
 from neural_backend.stylegan2 import Discriminator, Generator
 
-RIGSTYLE = str(Path(sys.executable).parent / "rigstyle")
-
 
 def _rigstyle(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RIGSTYLE, "checkpoint", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_rigstyle("checkpoint", *args)
 
 
 @pytest.fixture(scope="module")

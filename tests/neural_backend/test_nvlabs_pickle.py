@@ -14,14 +14,13 @@ from typing import Any
 
 import pytest
 import torch
+from cli_helpers import run_rigstyle
 from nvlabs_files import Evil, write_nvlabs_pkl
 
 from neural_backend.builtin_generator import builtin_generator
 from neural_backend.checkpoint import CheckpointError, load_discriminator, load_generator, save_checkpoint
 from neural_backend.nvlabs_pickle import STYLEGAN3_REFUSAL, read_nvlabs, read_pickle
 from neural_backend.stylegan2 import Discriminator, Generator
-
-RIGSTYLE = str(Path(sys.executable).parent / "rigstyle")
 
 
 @pytest.fixture(scope="module")
@@ -165,13 +164,7 @@ def test_a_truncated_pickle_is_one_clear_error(good_pkl: Path, tmp_path: Path) -
 
 
 def _inspect(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RIGSTYLE, "checkpoint", "inspect", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_rigstyle("checkpoint", "inspect", path)
 
 
 def test_inspect_an_nvlabs_pickle(good_pkl: Path, generator: Generator) -> None:
