@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .stylegan2 import Generator
+from .stylegan2 import Generator, estimate_w_avg
 
 BUILTIN_NAME = "builtin-untrained"
 
@@ -42,9 +42,7 @@ def builtin_generator(resolution: int = 64, seed: int = 0) -> Generator:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         generator = Generator(img_resolution=resolution, **BUILTIN_CONFIG)
-        z = torch.randn([W_AVG_SAMPLES, generator.z_dim])
     generator.eval()
     with torch.no_grad():
-        w = generator.mapping(z)[:, 0]
-        generator.mapping.w_avg.copy_(w.mean(dim=0))
+        generator.mapping.w_avg.copy_(estimate_w_avg(generator, W_AVG_SAMPLES, seed))
     return generator

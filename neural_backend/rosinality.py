@@ -52,7 +52,7 @@ from .checkpoint import (
     build_network,
     check_tensor_names,
 )
-from .stylegan2 import Discriminator, Generator
+from .stylegan2 import Discriminator, Generator, estimate_w_avg
 
 ROSINALITY_BASE = 16384  # rosinality channels: min(ROSINALITY_BASE * channel_multiplier // r, ROSINALITY_MAX)
 ROSINALITY_MAX = 512
@@ -368,7 +368,7 @@ def read_rosinality(path: Path) -> Checkpoint:
     latent_avg = data.get("latent_avg")
     with torch.no_grad():
         if latent_avg is None:
-            generator.mapping.w_avg.copy_(estimate_w_avg(generator))
+            generator.mapping.w_avg.copy_(estimate_w_avg(generator, W_AVG_SAMPLES, W_AVG_SEED))
             notes.append(
                 f"mapping.w_avg estimated as the mean W of {W_AVG_SAMPLES} seeded random z "
                 "(the file has no latent_avg)"
@@ -382,20 +382,6 @@ def read_rosinality(path: Path) -> Checkpoint:
         except CheckpointError as exc:
             problem = "discriminator d not loaded: " + str(exc).removeprefix(f"{path}: ")
     return Checkpoint(path, KIND_ROSINALITY, generator.eval(), discriminator, problem, tuple(notes))
-
-
-def estimate_w_avg(
-    generator: Generator, samples: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED
-) -> torch.Tensor:
-    """Mean W of ``samples`` random z from a private seeded RNG (the global torch RNG is untouched)."""
-    rng = torch.Generator().manual_seed(seed)
-    device = generator.mapping.w_avg.device
-    total = torch.zeros(generator.w_dim, dtype=torch.float64, device=device)
-    with torch.no_grad():
-        for start in range(0, samples, 2500):
-            z = torch.randn([min(2500, samples - start), generator.z_dim], generator=rng).to(device)
-            total += generator.mapping(z)[:, 0].double().sum(dim=0)
-    return (total / samples).float()
 
 
 def _args(path: Path, args: object) -> dict[str, Any]:

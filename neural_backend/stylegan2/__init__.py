@@ -5,10 +5,18 @@ convolution, synthesis and toRGB layers), ``mapping``, ``synthesis``, ``generato
 """
 
 from .discriminator import Discriminator
-from .generator import Generator
+from .generator import Generator, estimate_w_avg
 from .layers import NOISE_MODES
 from .mapping import MappingNetwork
 from .ops import assert_shape
 from .synthesis import SynthesisNetwork
 
-__all__ = ["NOISE_MODES", "Discriminator", "Generator", "MappingNetwork", "SynthesisNetwork", "assert_shape"]
+__all__ = [
+    "NOISE_MODES",
+    "Discriminator",
+    "Generator",
+    "MappingNetwork",
+    "SynthesisNetwork",
+    "assert_shape",
+    "estimate_w_avg",
+]

@@ -76,3 +76,18 @@ class Generator(torch.nn.Module):
         """
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
+
+
+def estimate_w_avg(generator: Generator, samples: int, seed: int) -> torch.Tensor:
+    """Mean W of ``samples`` random z from a private seeded RNG (the global torch RNG is untouched).
+
+    What training tracks as ``mapping.w_avg``; used where a checkpoint lacks it or nothing was trained.
+    """
+    rng = torch.Generator().manual_seed(seed)
+    device = generator.mapping.w_avg.device
+    total = torch.zeros(generator.w_dim, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        for start in range(0, samples, 2500):
+            z = torch.randn([min(2500, samples - start), generator.z_dim], generator=rng).to(device)
+            total += generator.mapping(z)[:, 0].double().sum(dim=0)
+    return (total / samples).float()

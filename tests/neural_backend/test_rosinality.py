@@ -20,14 +20,14 @@ from nvlabs_files import Evil, write_nvlabs_pkl
 from neural_backend.checkpoint import KIND_ROSINALITY, CheckpointError, read_checkpoint
 from neural_backend.rosinality import (
     W_AVG_SAMPLES,
+    W_AVG_SEED,
     channel_table,
-    estimate_w_avg,
     infer_channel_config,
     read_rosinality,
     rosinality_channel_multiplier,
     save_rosinality,
 )
-from neural_backend.stylegan2 import Discriminator, Generator
+from neural_backend.stylegan2 import Discriminator, Generator, estimate_w_avg
 
 # Channels {4: 32, 8: 32, 16: 32, 32: 16}: small, so not of rosinality's 16384 * cm / 512 form.
 SMALL_G: dict[str, Any] = {
@@ -421,7 +421,9 @@ def test_a_training_checkpoint_loads_with_an_estimated_w_avg(
     assert len(checkpoint.notes) == 1 and "w_avg estimated" in checkpoint.notes[0]
     assert str(W_AVG_SAMPLES) in checkpoint.notes[0] and "no latent_avg" in checkpoint.notes[0]
     w_avg = checkpoint.generator.mapping.w_avg
-    assert torch.equal(w_avg, estimate_w_avg(checkpoint.generator))  # deterministic
+    assert torch.equal(
+        w_avg, estimate_w_avg(checkpoint.generator, W_AVG_SAMPLES, W_AVG_SEED)
+    )  # deterministic
     with torch.no_grad():  # close to the mean W of other random z
         w = generator.mapping(torch.randn(20000, 32, generator=torch.Generator().manual_seed(9)))[:, 0]
     assert torch.allclose(w_avg, w.mean(dim=0), atol=4 * float(w.std(dim=0).max()) / math.sqrt(W_AVG_SAMPLES))
