@@ -18,17 +18,20 @@ from zmq.utils.monitor import recv_monitor_message
 
 from .passes import FramePasses, ParamsRequest, RefinedFrame
 from .protocol import (
+    ADD_FRAME,
     CANCEL,
     DEFAULT_LIMITS,
     END_SHOT,
     ERR_BUSY,
     ERR_SHM_UNAVAILABLE,
     ERROR,
+    FRAME_RESULT,
     HEALTH,
     HELLO,
     PROGRESS,
     PROTOCOL_VERSION,
     READY,
+    REFINE_SHOT,
     RELEASE_SHM,
     Limits,
     Message,
@@ -90,6 +93,15 @@ class ProgressEvent:
 
 
 OnProgress = Callable[[ProgressEvent], None]
+OnResult = Callable[[RefinedFrame], None]
+
+
+@dataclass(frozen=True)
+class RefinedShot:
+    """A jointly refined shot: its frames in order, the shot's metrics and each frame's."""
+
+    frames: list[RefinedFrame]
+    metrics: dict[str, float]
 
 
 class Client:
@@ -178,15 +190,20 @@ class Client:
         return bool(self.request(Message(READY), timeout=timeout).fields.get("ready"))
 
     def refine_frame(
-        self, passes: FramePasses, timeout: float | None = None, on_progress: OnProgress | None = None
+        self,
+        passes: FramePasses,
+        timeout: float | None = None,
+        on_progress: OnProgress | None = None,
+        mode: str = "final",
     ) -> RefinedFrame:
-        """Send one frame's passes and wait for the refined frame.
+        """Send one frame's passes and wait for the refined frame (``mode``: 'final' or 'preview').
 
         Raises:
             BackendError: with the server's code (``busy``, ``deadline``, ``bad_field``, ...),
                 :class:`BackendTimeout` or :class:`BackendUnavailable`.
         """
-        return _refined(self.request(passes.to_message(), timeout=timeout, on_progress=on_progress))
+        message = with_mode(passes.to_message(), mode)
+        return _refined(self.request(message, timeout=timeout, on_progress=on_progress))
 
     def refine_params(
         self, request: ParamsRequest, timeout: float | None = None, on_progress: OnProgress | None = None
@@ -198,15 +215,74 @@ class Client:
         """
         return _refined(self.request(request.to_message(), timeout=timeout, on_progress=on_progress))
 
+    def add_frame(self, passes: FramePasses, timeout: float | None = None) -> int:
+        """Upload one frame of a shot for :meth:`refine_shot`; returns the frames the shot now holds.
+
+        Raises:
+            BackendError: ``bad_field`` / ``refine_failed`` name what is wrong with the frame,
+                ``too_large`` when the backend holds too many frames.
+        """
+        message = passes.to_message().replace(type=ADD_FRAME)
+        return int(self.request(message, timeout=timeout).fields.get("frames", 0))
+
     def refine_shot(
         self,
         frames: Iterable[FramePasses],
         timeout: float | None = None,
-        on_result: Callable[[RefinedFrame], None] | None = None,
+        on_result: OnResult | None = None,
+        on_progress: OnProgress | None = None,
+        pti: bool | None = None,
+        end_shot: bool = True,
+    ) -> RefinedShot:
+        """Refine a shot jointly (final quality): upload every frame, then one ``refine_shot`` request.
+
+        Refined frames stream to ``on_result`` as the backend composites them; optimisation progress goes
+        to ``on_progress`` (stage 'step', with phase, step, steps and loss).
+
+        Args:
+            frames: the shot's frames (one shot, frame order).
+            timeout: seconds for the whole refinement (default: the client's timeout per frame).
+            on_result: receives each refined frame.
+            on_progress: receives progress events.
+            pti: pivotal tuning for this shot (None: the backend's default).
+            end_shot: drop the shot's state on the backend afterwards.
+
+        Raises:
+            BackendError: the backend refused a frame (nothing is refined; its held frames stay, so
+                sending the fixed frame again with :meth:`add_frame` and retrying works) or the shot.
+        """
+        frames = list(frames)
+        if not frames:
+            raise ValueError("refine_shot: no frames")
+        shot = frames[0].shot
+        for passes in frames:
+            self.add_frame(passes)
+        timeout = self.timeout * len(frames) if timeout is None else timeout
+        fields: dict[str, Any] = {"shot": shot}
+        if pti is not None:
+            fields["pti"] = pti
+        refined: list[RefinedFrame] = []
+
+        def collect(frame: RefinedFrame) -> None:
+            refined.append(frame)
+            if on_result is not None:
+                on_result(frame)
+
+        reply = self.request(Message(REFINE_SHOT, fields=fields), timeout, on_progress, collect)
+        if end_shot:
+            self.end_shot(shot)
+        metrics = {str(k): float(v) for k, v in dict(reply.fields.get("metrics", {})).items()}
+        return RefinedShot(frames=refined, metrics=metrics)
+
+    def stream_shot(
+        self,
+        frames: Iterable[FramePasses],
+        timeout: float | None = None,
+        on_result: OnResult | None = None,
         on_progress: OnProgress | None = None,
         end_shot: bool = True,
     ) -> list[RefinedFrame]:
-        """Refine a shot's frames in order (each warm-starts from the previous one), streaming each result
+        """Refine a shot frame by frame (each warm-starts from the previous one), streaming each result
         to ``on_result``; a ``busy`` frame is retried until ``timeout`` (per frame) passes.
 
         Raises:
@@ -257,16 +333,22 @@ class Client:
     # ---- request machinery -----------------------------------------------------------------------
 
     def request(
-        self, message: Message, timeout: float | None = None, on_progress: OnProgress | None = None
+        self,
+        message: Message,
+        timeout: float | None = None,
+        on_progress: OnProgress | None = None,
+        on_result: OnResult | None = None,
     ) -> Message:
-        """Send ``message`` with a fresh id and return the matching reply; error replies raise."""
+        """Send ``message`` with a fresh id and return the matching reply; error replies raise.
+
+        ``frame_result`` events for it (``refine_shot``) go to ``on_result``."""
         timeout = self.timeout if timeout is None else timeout
         if on_progress is not None:
             message = message.replace(progress=True)
         for attempt in range(2):
             request_id = self.send(message, timeout)
             try:
-                return self.wait(request_id, timeout, on_progress)
+                return self.wait(request_id, timeout, on_progress, on_result=on_result)
             except BackendError as exc:
                 if exc.code != ERR_SHM_UNAVAILABLE or attempt:
                     raise
@@ -297,6 +379,7 @@ class Client:
         timeout: float | None = None,
         on_progress: OnProgress | None = None,
         tick: Callable[[], None] | None = None,
+        on_result: OnResult | None = None,
     ) -> Message:
         """Wait for the reply to ``request_id``; ``tick`` runs every 50 ms while waiting.
 
@@ -321,7 +404,7 @@ class Client:
                 self._reset()
                 raise BackendUnavailable(self.address, what)
             if socket in events:
-                self._receive(socket, request_id, on_progress)
+                self._receive(socket, request_id, on_progress, on_result)
             if tick is not None:
                 tick()
         reply = self._stash.pop(request_id)
@@ -329,7 +412,13 @@ class Client:
             raise BackendError(str(reply.fields.get("code")), str(reply.fields.get("message")))
         return reply
 
-    def _receive(self, socket: zmq.Socket, request_id: int, on_progress: OnProgress | None) -> None:
+    def _receive(
+        self,
+        socket: zmq.Socket,
+        request_id: int,
+        on_progress: OnProgress | None,
+        on_result: OnResult | None = None,
+    ) -> None:
         try:
             reply = decode(socket.recv_multipart(copy=False), self.limits, self._reply_area)
         except ProtocolError as exc:
@@ -340,6 +429,10 @@ class Client:
             if reply.id == request_id and on_progress is not None:
                 fields = dict(reply.fields)
                 on_progress(ProgressEvent(reply.id, str(fields.get("stage")), fields))
+            return
+        if reply.type == FRAME_RESULT:
+            if reply.id == request_id and on_result is not None:
+                on_result(_refined(reply))
             return
         if reply.type == ERROR and reply.id == 0:
             self._stash[request_id] = reply  # the server could not read our header at all
@@ -413,6 +506,11 @@ class Client:
 
 def _is_local(address: str) -> bool:
     return address.startswith(("ipc://", "tcp://127.", "tcp://localhost:", "tcp://[::1]:"))
+
+
+def with_mode(message: Message, mode: str) -> Message:
+    """A ``refine_frame`` message asking for ``mode`` ('final' is the default and travels as no field)."""
+    return message if mode == "final" else message.replace(fields={**message.fields, "mode": mode})
 
 
 def _refined(reply: Message) -> RefinedFrame:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .client import DEFAULT_ADDRESS, BackendError, Client
+from .client import DEFAULT_ADDRESS, BackendError, Client, with_mode
 from .passes import FramePasses, RefinedFrame
 from .protocol import CANCEL, ERR_CANCELLED, Message
 
@@ -35,8 +35,11 @@ class PreviewClient:
         token: str | None = None,
         timeout: float = 60.0,
         on_result: Callable[[PreviewResult], None] | None = None,
+        mode: str = "preview",
     ):
         self._client = Client(address, token, timeout)
+        self.mode = mode  # 'preview' (fast: few steps or the encoder) or 'final'
+
         self._on_result = on_result
         self._lock = threading.Condition()
         self._pending: tuple[int, FramePasses] | None = None
@@ -89,7 +92,7 @@ class PreviewClient:
 
     def _refine(self, number: int, passes: FramePasses) -> PreviewResult | None:
         try:
-            request_id = self._client.send(passes.to_message())
+            request_id = self._client.send(with_mode(passes.to_message(), self.mode))
         except BackendError as exc:
             return PreviewResult(number, error=exc)
         cancelled = False

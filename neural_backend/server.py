@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,19 +21,32 @@ from rigs import Rig, RigError, demo_head
 from rigs import load as load_rig
 
 from .builtin_generator import BUILTIN_NAME, builtin_generator
-from .checkpoint import load_generator
+from .checkpoint import read_checkpoint
 from .passes import REFINE_PARAMS, FramePasses, ParamsRequest, PassError, RefinedFrame
 from .protocol import (
+    ADD_FRAME,
+    ERR_BAD_FIELD,
+    ERR_CANCELLED,
     ERR_INTERNAL,
     ERR_REFINE_FAILED,
     ERR_UNKNOWN_TYPE,
+    FRAME_RESULT,
+    OK,
+    PROGRESS,
     REFINE_FRAME,
+    REFINE_SHOT,
     Message,
     ProtocolError,
     error_message,
 )
-from .refine import RefineConfig, RefineError, Refiner, ShotState
-from .stylegan2 import Generator
+from .refine import MODES, RefineConfig, RefineError, Refiner, ShotState, check_face
+from .shot_frames import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAMES, ShotFrames
+from .stylegan2 import Discriminator, Generator
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
+    from .inversion import StepCallback
+    from .serving import Emit
 
 DEMO_RIG = "demo"  # the licence-free demo head, always available to refine_params
 
@@ -54,6 +67,13 @@ class ServerConfig:
     device: str = "auto"  # Torch device for the generator: 'auto' (CUDA when present), 'cpu', 'cuda:1', ...
     max_shots: int = 256  # shots whose temporal state is kept; the least recently used is dropped
     rigs: tuple[tuple[str, Path], ...] = ()  # (name, model file) rigs that refine_params requests may name
+    encoder: Path | None = None  # `rigstyle train-encoder` output for preview mode; None = warm start only
+    max_shot_frames: int = DEFAULT_MAX_FRAMES  # frames add_frame may hold per shot
+    max_held_bytes: int = DEFAULT_MAX_BYTES  # bytes add_frame may hold over all shots
+
+
+class Cancelled(Exception):
+    """The request was cancelled or passed its deadline while it ran."""
 
 
 class Backend:
@@ -62,7 +82,8 @@ class Backend:
     ``handle`` runs on the server's worker thread; ``describe`` and ``end_shot`` on its socket thread.
     """
 
-    work_types = frozenset({REFINE_FRAME, REFINE_PARAMS})
+    work_types = frozenset({REFINE_FRAME, REFINE_PARAMS, REFINE_SHOT})
+    control_types = frozenset({ADD_FRAME})
 
     def __init__(
         self,
@@ -73,13 +94,17 @@ class Backend:
         max_shots: int = 256,
         rigs: Mapping[str, Rig] | None = None,
         threads: int | None = None,
+        discriminator: Discriminator | None = None,
+        encoder: Encoder | None = None,
+        held: ShotFrames | None = None,
     ):
         self.generator_name = generator_name
         self.untrained = generator_name == BUILTIN_NAME
-        self.refiner = Refiner(generator, refine, device)
+        self.refiner = Refiner(generator, refine, device, discriminator, encoder)
         self.resolution = int(generator.img_resolution)
         self.max_shots = max_shots
         self.shots: OrderedDict[str, ShotState] = OrderedDict()
+        self.held = held if held is not None else ShotFrames()
         self._lock = threading.Lock()
         self.rigs = dict(rigs or {})  # name -> Rig for refine_params; 'demo' is added on first use
         # torch threads for the worker thread, set there on its first request (see load_backend)
@@ -95,31 +120,83 @@ class Backend:
             "resolution": self.resolution,
             "device": str(self.refiner.device),
             "shots": shots,
+            "held_frames": self.held.count(),
+            "modes": list(MODES),
+            "perceptual": self.refiner.perceptual_name,
+            "encoder": self.refiner.encoder is not None,
         }
 
     def end_shot(self, shot: str) -> None:
         with self._lock:
             self.shots.pop(shot, None)
+        self.held.drop(shot)
 
-    def handle(self, message: Message) -> Message:
+    def control(self, message: Message) -> Message:
+        """``add_frame``: validate the frame (passes and a usable face) and hold it for ``refine_shot``."""
+        passes = FramePasses.from_message(message)
+        try:
+            check_face(passes)
+        except RefineError as exc:
+            raise ProtocolError(ERR_REFINE_FAILED, str(exc)) from None
+        count = self.held.add(passes)
+        return Message(OK, message.id, {"shot": passes.shot, "frame": passes.frame, "frames": count})
+
+    def handle(self, message: Message, emit: Emit | None = None) -> Message:
         if self._threads and self._worker_ident != threading.get_ident():
             torch.set_num_threads(self._threads)  # per calling thread: the worker gets the full pool
             self._worker_ident = threading.get_ident()
         if message.type not in self.work_types:
             return error_message(message.id, ERR_UNKNOWN_TYPE, f"unknown message type {message.type!r}")
+        send = emit if emit is not None else (lambda event: True)
         try:
+            if message.type == REFINE_SHOT:
+                return self._refine_shot(message, send)
+            mode = message.fields.get("mode", "final")
+            if mode not in MODES:
+                raise ProtocolError(ERR_BAD_FIELD, f"mode: expected one of {list(MODES)}, got {mode!r}")
             if message.type == REFINE_PARAMS:
                 passes = self._render(ParamsRequest.from_message(message))
             else:
                 passes = FramePasses.from_message(message)
-            return self._refine(passes).to_message(message.id)
+            return self._refine(passes, mode, _step_events(send)).to_message(message.id)
         except ProtocolError as exc:
             return error_message(message.id, exc.code, exc.message)
         except RefineError as exc:
             return error_message(message.id, ERR_REFINE_FAILED, str(exc))
+        except Cancelled as exc:
+            return error_message(message.id, ERR_CANCELLED, str(exc))
         except Exception as exc:  # the server keeps serving; the client learns what happened
             log.exception("request %s (%s) failed", message.id, message.type)
             return error_message(message.id, ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    def _refine_shot(self, message: Message, emit: Emit) -> Message:
+        """All held frames of the shot, jointly; one ``frame_result`` event per frame, then ``ok``."""
+        shot = message.fields.get("shot")
+        if not isinstance(shot, str) or not shot:
+            raise PassError("shot: expected a non-empty string id")
+        pti = message.fields.get("pti")
+        if pti is not None and not isinstance(pti, bool):
+            raise PassError(f"pti: expected true or false, got {pti!r}")
+        frames = self.held.take(shot)
+
+        def send_frame(refined: RefinedFrame) -> None:
+            if not emit(refined.to_message(message.id).replace(type=FRAME_RESULT)):
+                raise Cancelled(f"shot {shot!r} was cancelled or passed its deadline")
+
+        try:
+            result = self.refiner.refine_shot(
+                frames, self._state(shot), pti=pti, on_step=_step_events(emit), on_frame=send_frame
+            )
+        except BaseException:
+            self.held.restore(frames)  # nothing is lost: fix a frame (add_frame again) and retry
+            raise
+        fields = {
+            "shot": shot,
+            "frames": result.frames,
+            "metrics": result.metrics,
+            "frame_metrics": [{"frame": frame, **m} for frame, m in result.frame_metrics.items()],
+        }
+        return Message(OK, message.id, fields)
 
     def _render(self, request: ParamsRequest) -> FramePasses:
         """The passes of a params-only request, rendered with pyrender from the named rig."""
@@ -138,13 +215,27 @@ class Backend:
             world_from_rig=request.world_from_rig,
         )  # fmt: skip
 
-    def _refine(self, passes: FramePasses) -> RefinedFrame:
+    def _refine(self, passes: FramePasses, mode: str, on_step: StepCallback) -> RefinedFrame:
+        return self.refiner.refine(passes, self._state(passes.shot), mode, on_step)  # type: ignore[arg-type]
+
+    def _state(self, shot: str) -> ShotState:
         with self._lock:
-            state = self.shots.setdefault(passes.shot, ShotState())
-            self.shots.move_to_end(passes.shot)
+            state = self.shots.setdefault(shot, ShotState())
+            self.shots.move_to_end(shot)
             while len(self.shots) > self.max_shots:
                 self.shots.popitem(last=False)
-        return self.refiner.refine(passes, state)
+        return state
+
+
+def _step_events(emit: Emit) -> StepCallback:
+    """An optimisation-step callback that sends ``progress`` events and stops a cancelled request."""
+
+    def on_step(phase: str, step: int, steps: int, loss: float) -> None:
+        fields = {"stage": "step", "phase": phase, "step": step, "steps": steps, "loss": loss}
+        if not emit(Message(PROGRESS, 0, fields)):
+            raise Cancelled(f"cancelled or past its deadline at {phase} step {step} of {steps}")
+
+    return on_step
 
 
 def load_backend(config: ServerConfig) -> Backend:
@@ -156,10 +247,21 @@ def load_backend(config: ServerConfig) -> Backend:
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    discriminator = None
     if config.checkpoint is None:
         generator, name = builtin_generator(config.resolution), BUILTIN_NAME
     else:
-        generator, name = load_generator(config.checkpoint), str(config.checkpoint)
+        checkpoint = read_checkpoint(config.checkpoint)
+        generator, discriminator, name = (
+            checkpoint.generator,
+            checkpoint.discriminator,
+            str(config.checkpoint),
+        )
+    encoder = None
+    if config.encoder is not None:
+        from .encoder import load_encoder
+
+        encoder = load_encoder(config.encoder)
     loaded = {}
     for rig_name, path in config.rigs:
         try:
@@ -167,7 +269,19 @@ def load_backend(config: ServerConfig) -> Backend:
         except RigError as exc:
             raise RigLoadError(f"--rig {rig_name}: {exc}") from None
     device = resolve_device(config.device)
-    return Backend(generator, name, config.refine, device, config.max_shots, loaded, threads)
+    held = ShotFrames(config.max_shot_frames, config.max_held_bytes)
+    return Backend(
+        generator,
+        name,
+        config.refine,
+        device,
+        config.max_shots,
+        loaded,
+        threads,
+        discriminator,
+        encoder,
+        held,
+    )
 
 
 class RigLoadError(ValueError):

@@ -18,6 +18,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,13 +60,24 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:7557"
 DEFAULT_SHM_BYTES = 64 << 20
 
 
+# emit(event): send an event (``progress``, ``frame_result``) for the running request before its reply.
+# Returns False once the request no longer wants anything (cancelled, past its deadline): stop then.
+Emit = Callable[[Message], bool]
+
+
 class Handler(Protocol):
     """What the shell serves: the refiner (``server.Backend``) or the transport-only echo handler."""
 
     work_types: frozenset[str]  # message types that go through the queue to the worker thread
+    control_types: frozenset[str]  # handler messages answered at once on the loop thread (add_frame)
 
-    def handle(self, message: Message) -> Message:
+    def handle(self, message: Message, emit: Emit) -> Message:
         """Run one work message on the worker thread; return its reply (errors as ``error`` messages)."""
+        ...
+
+    def control(self, message: Message) -> Message:
+        """Answer one of ``control_types`` at once (loop thread: quick, thread-safe); errors may raise
+        :class:`ProtocolError`."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -131,7 +143,8 @@ class Server:
         self._host = host_id()
         self._queue: collections.deque[Job] = collections.deque()
         self._queue_changed = threading.Condition()
-        self._done: queue.SimpleQueue[tuple[Job, Message | None]] = queue.SimpleQueue()
+        # (job, message, final): final=False for "started" (message None) and for events
+        self._done: queue.SimpleQueue[tuple[Job, Message | None, bool]] = queue.SimpleQueue()
         self._ledger: dict[tuple[bytes, int], Job] = {}
         self._stopping = False
         self._drain_at: float | None = None
@@ -233,6 +246,9 @@ class Server:
         if control is not None:
             self._send(routing, control(routing, message))
             return
+        if message.type in self._handler.control_types:
+            self._send(routing, self._handler.control(message))
+            return
         if message.type not in self._handler.work_types:
             raise ProtocolError(ERR_UNKNOWN_TYPE, f"unknown message type {message.type!r}", message.id)
         if (routing, message.id) in self._ledger:
@@ -260,7 +276,7 @@ class Server:
     def _collect_done(self) -> None:
         while True:
             try:
-                job, reply = self._done.get_nowait()
+                job, reply, final = self._done.get_nowait()
             except queue.Empty:
                 return
             if self._ledger.get(job.key) is not job:
@@ -268,6 +284,9 @@ class Server:
             if reply is None:  # the worker started it
                 if job.message.progress:
                     self._send(job.routing, Message(PROGRESS, job.message.id, {"stage": "running"}))
+            elif not final:
+                if reply.type != PROGRESS or job.message.progress:
+                    self._send(job.routing, reply)  # events travel as frames: the reply area is the reply's
             else:
                 self._answer(job, reply)
 
@@ -412,18 +431,26 @@ class Server:
                         return
                     job = self._queue.popleft()
                     job.started = True
-                self._post(wake, job, None)
+                self._post(wake, job, None, final=False)
+
+                def emit(event: Message, job: Job = job) -> bool:
+                    if self._ledger.get(job.key) is not job:
+                        return False
+                    self._post(wake, job, event.replace(id=job.message.id), final=False)
+                    return True
+
                 try:
-                    reply = handler.handle(job.message)
+                    reply = handler.handle(job.message, emit)
                 except Exception as exc:  # handlers answer errors themselves; this is the last resort
                     log.exception("request %s failed", job.message.id)
                     reply = error_message(job.message.id, ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
-                self._post(wake, job, reply)
+                self._post(wake, job, reply, final=True)
         finally:
             wake.close(linger=0)
 
-    def _post(self, wake: zmq.Socket, job: Job, reply: Message | None) -> None:
-        self._done.put((job, reply))
+    def _post(self, wake: zmq.Socket, job: Job, message: Message | None, final: bool) -> None:
+        """Hand a message to the loop thread (the worker must not touch the socket)."""
+        self._done.put((job, message, final))
         wake.send(b"")
 
     def _shutdown(self, worker: threading.Thread) -> None:

@@ -1,4 +1,4 @@
-"""A synthetic CGI face frame (passes + iBUG-68 landmarks) for backend tests, no Blender needed."""
+"""Synthetic CGI face frames and shots (passes, iBUG-68 landmarks, exact motion) for backend tests."""
 
 from __future__ import annotations
 
@@ -46,11 +46,16 @@ def synthetic_face(
     size: int = 256,
     scale: float = 1.0,
     skin: np.ndarray = SKIN_LINEAR,
+    mouth_open: float = 5.0,
+    noise: float = 0.0,
+    shot: str = "synthetic",
 ) -> FramePasses:
     """A shaded skin ellipse with eyes, mouth, hair cap, neck and background, plus plausible landmarks.
 
     The face is about ``124 * scale`` pixels tall, centred at the frame centre + ``shift``, rotated by
-    ``angle_deg`` (clockwise on screen).
+    ``angle_deg`` (clockwise on screen). ``mouth_open`` is the mouth's half height in face pixels (an
+    expression); ``noise`` the standard deviation of per-pixel Gaussian render noise (seeded by ``frame``,
+    like a path tracer's sampling noise, different every frame).
     """
     theta = np.deg2rad(angle_deg)
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
@@ -83,14 +88,17 @@ def synthetic_face(
         region[eye] = 2
         beauty[eye] = [0.55, 0.55, 0.52]
         beauty[eye & (_ellipse(x, y, cx, -12, 3.5, 3.5) <= 1)] = [0.03, 0.02, 0.02]
-    mouth = _ellipse(x, y, 0, 30, 17, 5) <= 1
+    mouth = _ellipse(x, y, 0, 30, 17, mouth_open) <= 1
     region[mouth] = 3
     beauty[mouth] = [0.15, 0.03, 0.03]
+    if noise > 0:
+        grain = np.random.default_rng(1000 + frame).normal(0.0, noise, beauty.shape).astype(np.float32)
+        beauty = np.clip(beauty + grain, 0.0, None)
 
     landmarks = scale * _canonical_landmarks() @ rot.T + centre
     intrinsics = np.array([[300.0, 0, size / 2], [0, 300.0, size / 2], [0, 0, 1]])
     return FramePasses(
-        shot="synthetic",
+        shot=shot,
         frame=frame,
         beauty=beauty,
         region=region,
@@ -98,3 +106,73 @@ def synthetic_face(
         intrinsics=intrinsics,
         extrinsics=np.eye(4),
     )
+
+
+def _shot_pose(t: float) -> tuple[tuple[float, float], float, float]:
+    """Shift (px), angle (degrees) and mouth opening of the synthetic shot at time ``t`` (frames)."""
+    shift = (-14.0 + 3.5 * t, 4.0 * np.sin(0.5 * t))
+    return shift, 6.0 * np.sin(0.35 * t), 5.0 + 2.5 * np.sin(0.8 * t)
+
+
+def rigid_motion(
+    size: int,
+    region: np.ndarray,
+    now: tuple[tuple[float, float], float],
+    before: tuple[tuple[float, float], float],
+) -> np.ndarray:
+    """Exact pixel flow to the previous frame for :func:`synthetic_face` frames of one moving face.
+
+    Everything but the background (region 0, which is static) moves rigidly with the face: a pixel centre
+    p at pose ``now`` = (shift, angle) shows the face point that sat at ``before``'s pose transform of the
+    same face coordinates.
+
+    Returns:
+        (size, size, 2) float32 flow: p + flow[p] is where p's content was in the previous frame.
+    """
+    ys, xs = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5, indexing="ij")
+    p = np.stack([xs, ys], -1)
+
+    def pose(shift: tuple[float, float], angle: float) -> tuple[np.ndarray, np.ndarray]:
+        theta = np.deg2rad(angle)
+        rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+        return np.array([size / 2 + shift[0], size / 2 + shift[1]]), rot
+
+    centre, rot = pose(*now)
+    centre_before, rot_before = pose(*before)
+    local = (p - centre) @ rot  # face coordinates, as synthetic_face computes them
+    q = local @ rot_before.T + centre_before
+    flow = (q - p) * (region != 0)[..., None]
+    return flow.astype(np.float32)
+
+
+def synthetic_shot(
+    frames: int = 8, size: int = 128, noise: float = 0.02, shot: str = "moving"
+) -> list[FramePasses]:
+    """A moving, talking synthetic face: translation, rotation and mouth opening change every frame; each
+    frame carries per-frame render noise and the exact ``motion`` pass (flow to the previous frame)."""
+    scale = size / 256
+    result = []
+    for t in range(frames):
+        shift, angle, mouth = _shot_pose(float(t))
+        shift_px = (shift[0] * scale, shift[1] * scale)
+        passes = synthetic_face(t, shift_px, angle, size, scale, mouth_open=mouth, noise=noise, shot=shot)
+        before_shift, before_angle, _ = _shot_pose(t - 1.0)
+        motion = rigid_motion(
+            size,
+            passes.region,
+            (shift_px, angle),
+            ((before_shift[0] * scale, before_shift[1] * scale), before_angle),
+        )
+        result.append(
+            FramePasses(
+                shot=passes.shot,
+                frame=passes.frame,
+                beauty=passes.beauty,
+                region=passes.region,
+                landmarks2d=passes.landmarks2d,
+                intrinsics=passes.intrinsics,
+                extrinsics=passes.extrinsics,
+                extra={"motion": motion},
+            )
+        )
+    return result

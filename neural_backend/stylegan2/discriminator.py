@@ -253,3 +253,30 @@ class Discriminator(torch.nn.Module):
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
         assert x is not None  # img_resolution >= 8 guarantees at least one block
         return self.b4(x, current, cmap)
+
+    def features(self, img: torch.Tensor, c: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The output ``x`` of every block, highest resolution first: ``forward`` up to the epilogue.
+
+        Used as a perceptual feature extractor (``neural_backend.losses``). Runs exactly the blocks that
+        ``forward(img, c)`` runs, with the same precision (fp16 blocks stay fp16 on CUDA).
+
+        Args:
+            img: (N, img_channels, R, R) float in [-1, 1], R = ``img_resolution``.
+            c: (N, c_dim) labels or None. Only the epilogue reads the label, so it is shape-checked (when
+                the discriminator is conditional) and otherwise unused; accepted for symmetry with forward.
+
+        Returns:
+            One tensor per block, in ``block_resolutions`` order: (N, C_r, r / 2, r / 2) for block ``b{r}``.
+            For 'skip' this is the feature map ``x``, not the downsampled image that travels alongside.
+        """
+        res = self.img_resolution
+        assert_shape(img, [None, self.img_channels, res, res], "img")
+        if c is not None and self.c_dim > 0:
+            assert_shape(c, [img.shape[0], self.c_dim], "c")
+        features: list[torch.Tensor] = []
+        x: torch.Tensor | None = None
+        current: torch.Tensor | None = img
+        for block_res in self.block_resolutions:
+            x, current = getattr(self, f"b{block_res}")(x, current)
+            features.append(x)
+        return features

@@ -63,7 +63,7 @@ def test_composite_keeps_cgi_skin_and_paints_the_rest_of_the_crop(refined_sequen
     frames, results, _ = refined_sequence
     passes, result = frames[0], results[0]
     skin = torch.from_numpy(passes.region == 1).float()[None, None]
-    solid = feather(skin, RefineConfig().feather_px)[0, 0].numpy() == 1.0
+    solid = feather(skin, RefineConfig().blend.width_px)[0, 0].numpy() == 1.0
     assert solid.sum() > 1000
     np.testing.assert_array_equal(result.image[solid], passes.beauty[solid])
 

@@ -141,7 +141,7 @@ def test_a_killed_server_fails_the_shot_fast_and_a_restarted_one_completes_it() 
                 killed_at.append(time.monotonic())
 
         with pytest.raises(ShotInterrupted) as info:
-            client.refine_shot(frames, on_result=kill_after_two)
+            client.stream_shot(frames, on_result=kill_after_two)
         elapsed = time.monotonic() - killed_at[0]
     finally:
         server.kill()
@@ -154,7 +154,7 @@ def test_a_killed_server_fails_the_shot_fast_and_a_restarted_one_completes_it() 
     restarted = start(args, port)
     try:
         rest = [f for f in frames if f.frame >= interrupted.frame]
-        refined = client.refine_shot(rest)  # the same client reconnects by itself
+        refined = client.stream_shot(rest)  # the same client reconnects by itself
         assert [r.frame for r in refined] == [3, 4, 5]
         assert all(np.isfinite(r.image).all() for r in refined)
         client.close()
