@@ -53,7 +53,14 @@ class EchoHandler:
     def describe(self) -> dict[str, Any]:
         with self._lock:
             shots = len(self._shots)
-        return {"generator": ECHO_NAME, "untrained": True, "resolution": 0, "device": "none", "shots": shots}
+        return {
+            "generator": ECHO_NAME,
+            "untrained": True,
+            "resolution": 0,
+            "device": "none",
+            "shots": shots,
+            "held_frames": self.held.count(),
+        }
 
     def end_shot(self, shot: str) -> None:
         with self._lock:
