@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     frames = list(range(1, args.frames + 1))
     try:
         with Client(args.backend, timeout=args.timeout) as client:
-            result = render_refined_shot(bpy.context.scene, objects, client, frames, out, args.shot, progress)
+            result = render_refined_shot(
+                bpy.context.scene, objects, client, frames, out, args.shot, progress, args.timeout
+            )
     except BackendError as exc:
         print(f"[rigstyle] error: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": args.samples,
         "seconds": {"scene": scene_seconds, **result.seconds},
         "metrics": {str(frame): metrics for frame, metrics in result.metrics.items()},
+        "shot_metrics": result.shot_metrics,
     }
     (out / JOB_REPORT).write_text(json.dumps(report, indent=2))
     return 0

@@ -1,5 +1,8 @@
 """Render a rig shot through the backend: passes per frame → refined frames → compositor → composite.
 
+Final quality: each frame's passes (with the motion pass) are uploaded as soon as they are rendered, then
+the backend refines the whole shot jointly and streams the refined frames back.
+
 The one implementation behind headless jobs (and, later, the GUI operator). It blocks: in background mode
 Blender's timers never fire, so nothing here waits on them.
 """
@@ -15,8 +18,9 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from neural_backend.client import Client
+from neural_backend.client import Client, ProgressEvent
 from neural_backend.color import srgb_from_linear
+from neural_backend.passes import RefinedFrame
 
 from .compositor import wire_refined_sequence
 from .images import save_png, set_render_output
@@ -31,7 +35,8 @@ class ShotResult:
     """What a shot render produced, for reports."""
 
     frames: list[int]
-    metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    metrics: dict[int, dict[str, float]] = field(default_factory=dict)  # per frame, from the backend
+    shot_metrics: dict[str, float] = field(default_factory=dict)  # the shot's means, from the backend
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -43,28 +48,38 @@ def render_refined_shot(
     out_dir: Path,
     shot: str,
     progress: Progress = print,
+    frame_timeout: float = 120.0,
 ) -> ShotResult:
     """Render, refine and composite ``frames`` into ``out_dir`` (passes/, refined/, gan/, composite/).
 
     Raises:
-        neural_backend.client.BackendError: the backend refused or failed a frame; no refined frame is
-            written for it and the compositor is not wired.
+        neural_backend.client.BackendError: the backend refused or failed a frame or the shot; no refined
+            frame is written for a failed shot and the compositor is not wired.
     """
     result = ShotResult(frames=list(frames))
+    client.end_shot(shot)  # a fresh shot: no state or held frames from an earlier attempt
     for index, frame in enumerate(frames, start=1):
         with _timed(result.seconds, "passes"):
             passes = render_frame_passes(scene, objects, frame, shot, out_dir / "passes")
-        with _timed(result.seconds, "refine"):
-            refined = client.refine_frame(passes)
-        save_png(out_dir / "refined" / f"frame_{frame:04d}.png", srgb_from_linear(refined.image))
-        save_png(out_dir / "gan" / f"frame_{frame:04d}.png", np.clip(refined.gan, 0.0, 1.0))
-        result.metrics[frame] = refined.metrics
-        loss = refined.metrics
+        with _timed(result.seconds, "upload"):
+            client.add_frame(passes)
+        progress(f"passes of frame {frame} ({index}/{len(frames)}) rendered and sent")
+
+    def write(refined: RefinedFrame) -> None:
+        save_png(out_dir / "refined" / f"frame_{refined.frame:04d}.png", srgb_from_linear(refined.image))
+        save_png(out_dir / "gan" / f"frame_{refined.frame:04d}.png", np.clip(refined.gan, 0.0, 1.0))
+        result.metrics[refined.frame] = refined.metrics
+        m = refined.metrics
+        temporal = f", temporal error {m['temporal_error']:.5f}" if "temporal_error" in m else ""
         progress(
-            f"frame {frame} ({index}/{len(frames)}): skin loss {loss.get('skin_loss_init', float('nan')):.4f}"
-            f" -> {loss.get('skin_loss_final', float('nan')):.4f}"
+            f"frame {refined.frame} refined: skin PSNR {m.get('skin_psnr', float('nan')):.1f} dB{temporal}"
         )
-    client.end_shot(shot)
+
+    with _timed(result.seconds, "refine"):
+        refined_shot = client.refine_held_shot(
+            shot, frame_timeout * len(frames), on_result=write, on_progress=_step_reporter(progress)
+        )
+    result.shot_metrics = refined_shot.metrics
     with _timed(result.seconds, "composite"):
         composite_shot(scene, out_dir, frames)
     progress(f"composite written to {out_dir / 'composite'}")
@@ -86,6 +101,19 @@ def composite_shot(scene: bpy.types.Scene, out_dir: Path, frames: Sequence[int])
             bpy.ops.render.render(animation=True)
     finally:
         scene.frame_start, scene.frame_end = saved_range
+
+
+def _step_reporter(progress: Progress) -> Callable[[ProgressEvent], None]:
+    """Report optimisation progress about every tenth of each phase."""
+
+    def report(event: ProgressEvent) -> None:
+        if event.stage != "step":
+            return
+        step, steps = int(event.fields.get("step", 0)), max(1, int(event.fields.get("steps", 1)))
+        if step == steps or step % max(1, steps // 10) == 0:
+            progress(f"refining the shot: {event.fields.get('phase')} step {step}/{steps}")
+
+    return report
 
 
 @contextlib.contextmanager

@@ -6,12 +6,13 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
     from .refine import RefineConfig
+    from .server import ServerConfig
     from .serving import Handler  # imported in the command itself: the CLI loads torch only when needed
 
 USER_ERROR_EXIT = 2
@@ -117,6 +118,59 @@ def cli() -> None:
     metavar="NAME=MODEL",
     help="A rig that params-only requests (refine_params) may name; repeatable. 'demo' is built in.",
 )
+@click.option("--shot-steps", type=click.IntRange(min=1), help="Joint inversion steps per refine_shot.")
+@click.option("--preview-steps", type=click.IntRange(min=0), help="Steps of a preview-mode frame.")
+@click.option(
+    "--pti/--no-pti", default=None, help="Pivotal tuning per shot after the inversion (default: off)."
+)
+@click.option("--pti-steps", type=click.IntRange(min=1), help="Pivotal-tuning steps per shot.")
+@click.option(
+    "--pti-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Save each shot's tuned generator here as SHOT.safetensors (default: dropped after the shot).",
+)
+@click.option(
+    "--perceptual",
+    type=click.Choice(["auto", "lpips", "vgg", "discriminator", "ms-ssim", "none"]),
+    help="Perceptual loss on the skin. auto: LPIPS/VGG with weights given, else the checkpoint's "
+    "discriminator, else MS-SSIM.",
+)
+@click.option(
+    "--vgg-weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="torchvision VGG16 state dict (vgg16-*.pth) for the vgg/lpips perceptual loss.",
+)
+@click.option(
+    "--lpips-weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="LPIPS linear-layer weights (lpips/weights/v0.1/vgg.pth); needs --vgg-weights.",
+)
+@click.option(
+    "--history",
+    type=click.FloatRange(0, 1),
+    help="Temporal reprojection: share of the previous refined frame warped by the motion pass (0 = off).",
+)
+@click.option("--blend-width", type=click.FloatRange(min=0), help="Skin-mask feather width in pixels.")
+@click.option("--gan-skin", type=click.FloatRange(0, 1), help="0 keeps the CGI skin, 1 uses the generator's.")
+@click.option(
+    "--encoder",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Encoder from `rigstyle train-encoder` for preview mode's first frame.",
+)
+@click.option(
+    "--max-shot-frames",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Frames held per shot.",
+)
+@click.option(
+    "--max-held-gb",
+    default=8.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="GiB of held frames.",
+)
 def serve(
     host: str,
     port: int,
@@ -135,16 +189,22 @@ def serve(
     threads: int | None,
     device: str,
     rig_models: list[tuple[str, Path]],
+    encoder: Path | None,
+    max_shot_frames: int,
+    max_held_gb: float,
+    **tuning: Any,
 ) -> None:
     """Run the refinement backend on a local socket until SIGTERM or Ctrl-C (then drain and exit 0).
 
     \b
     Examples:
       rigstyle serve --port 7557 --checkpoint ffhq.safetensors
+      rigstyle serve --checkpoint ffhq.pkl --pti --pti-dir tuned/ --encoder ffhq-encoder.safetensors
       rigstyle serve --address ipc:///tmp/rigstyle.sock
       RIGSTYLE_TOKEN=$(openssl rand -hex 16) rigstyle serve --host 0.0.0.0
     """
     from .ports import BindError
+    from .server import ServerConfig
     from .serving import ServeOptions, Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -167,8 +227,19 @@ def serve(
         click.echo("WARNING: --echo: serving the transport-only echo handler, nothing is refined.", err=True)
     else:
         try:
+            refine = _refine_config(steps_first=steps_first, steps_warm=steps_warm, **tuning)
             handler = _load_backend(
-                checkpoint, gan_resolution, steps_first, steps_warm, threads, device, tuple(rig_models)
+                ServerConfig(
+                    checkpoint=checkpoint,
+                    resolution=gan_resolution,
+                    refine=refine,
+                    device=device,
+                    rigs=tuple(rig_models),
+                    encoder=encoder,
+                    max_shot_frames=max_shot_frames,
+                    max_held_bytes=int(max_held_gb * 2**30),
+                ),
+                threads,
             )
         except BaseException:
             server.close()  # open sockets would keep the process from exiting
@@ -182,32 +253,19 @@ def serve(
     server.serve_forever(handler)
 
 
-def _load_backend(
-    checkpoint: Path | None,
-    gan_resolution: int,
-    steps_first: int | None,
-    steps_warm: int | None,
-    threads: int | None,
-    device: str,
-    rig_models: tuple[tuple[str, Path], ...] = (),
-) -> Handler:
+def _load_backend(config: ServerConfig, threads: int | None) -> Handler:
     from .checkpoint import CheckpointError
-    from .server import DeviceError, RigLoadError, ServerConfig, load_backend
+    from .encoder import EncoderError
+    from .losses import PerceptualError
+    from .server import DeviceError, RigLoadError, load_backend
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    config = ServerConfig(
-        checkpoint=checkpoint,
-        resolution=gan_resolution,
-        refine=_refine_config(steps_first, steps_warm),
-        device=device,
-        rigs=rig_models,
-    )
     try:
         backend = load_backend(config)
-    except (CheckpointError, DeviceError, RigLoadError) as exc:
+    except (CheckpointError, DeviceError, RigLoadError, EncoderError, PerceptualError) as exc:
         raise UserError(str(exc)) from None
     if backend.untrained:
         click.echo("WARNING: no --checkpoint given: serving the built-in UNTRAINED generator.", err=True)
@@ -224,16 +282,17 @@ def _named_model(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     return name, Path(path)
 
 
-def _refine_config(steps_first: int | None, steps_warm: int | None) -> RefineConfig:
-    """The default inversion settings with the step counts given on the command line."""
+def _refine_config(**given: Any) -> RefineConfig:
+    """The default refinement settings with those given on the command line (None = default)."""
     from .refine import RefineConfig
 
+    given = {name: value for name, value in given.items() if value is not None}
+    blend = {name: given.pop(key) for key, name in _BLEND_OPTIONS.items() if key in given}
     defaults = RefineConfig()
-    return dataclasses.replace(
-        defaults,
-        steps_first=steps_first or defaults.steps_first,
-        steps_warm=steps_warm or defaults.steps_warm,
-    )
+    return dataclasses.replace(defaults, blend=dataclasses.replace(defaults.blend, **blend), **given)
+
+
+_BLEND_OPTIONS = {"history": "history", "blend_width": "width_px", "gan_skin": "gan_skin"}  # option -> field
 
 
 @cli.command()
@@ -245,8 +304,8 @@ def _refine_config(steps_first: int | None, steps_warm: int | None) -> RefineCon
 @click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1), help="Cycles samples.")
 @checkpoint_option
 @gan_resolution_option
-@steps_first_option
-@steps_warm_option
+@click.option("--shot-steps", type=click.IntRange(min=1), help="Joint inversion steps for the shot.")
+@click.option("--pti", is_flag=True, help="Pivotal tuning of the generator for the shot after the inversion.")
 @click.option("--port", type=click.IntRange(1, 65535), help="Backend port (default: a free one).")
 def demo(
     out: Path,
@@ -255,8 +314,8 @@ def demo(
     samples: int,
     checkpoint: Path | None,
     gan_resolution: int,
-    steps_first: int | None,
-    steps_warm: int | None,
+    shot_steps: int | None,
+    pti: bool,
     port: int | None,
 ) -> None:
     """Render the demo head's shot in headless Blender, refine it on a local backend, composite it.
@@ -277,8 +336,8 @@ def demo(
         samples=samples,
         checkpoint=checkpoint,
         gan_resolution=gan_resolution,
-        steps_first=steps_first,
-        steps_warm=steps_warm,
+        shot_steps=shot_steps,
+        pti=pti,
         port=port,
     )
     try:
@@ -287,6 +346,93 @@ def demo(
         raise UserError(str(exc)) from None
     except DemoFailed as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@cli.command("train-encoder")
+@checkpoint_option
+@gan_resolution_option
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The encoder file to write (.safetensors).",
+)
+@click.option("--steps", default=2000, show_default=True, type=click.IntRange(min=1), help="Training steps.")
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Samples per step.")
+@click.option(
+    "--lr",
+    default=1e-3,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Adam learning rate.",
+)
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Seed of the initialisation and samples."
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="Torch device: auto (CUDA when present), cpu, cuda:N."
+)
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def train_encoder_command(
+    checkpoint: Path | None,
+    gan_resolution: int,
+    out: Path,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    device: str,
+    force: bool,
+) -> None:
+    """Train a feed-forward W+ encoder (image -> latent in one pass) on the generator's own samples.
+
+    Preview mode uses it instead of optimisation. No external data is used: the encoder learns to map the
+    generator's images back to their (style-mixed) latents. Progress every 10% of the steps, then the
+    held-out latent and image MSE before and after training.
+
+    \b
+    Examples:
+      rigstyle train-encoder --checkpoint ffhq.safetensors --out ffhq-encoder.safetensors
+      rigstyle train-encoder --gan-resolution 32 --steps 200 --out builtin-encoder.safetensors
+    """
+    if out.suffix.lower() != ".safetensors":
+        raise UserError(f"{out}: the encoder is written as safetensors; use a .safetensors name")
+    if out.exists() and not force:
+        raise UserError(f"{out}: already exists (use --force to overwrite)")
+    if not out.parent.is_dir():
+        raise UserError(f"{out}: folder {out.parent} does not exist")
+    from .builtin_generator import builtin_generator
+    from .checkpoint import CheckpointError, load_generator
+    from .encoder import EncoderError, save_encoder, train_encoder
+    from .server import DeviceError, resolve_device
+
+    try:
+        device = resolve_device(device)
+        if checkpoint is None:
+            click.echo(
+                "WARNING: no --checkpoint given: training on the built-in UNTRAINED generator.", err=True
+            )
+            generator = builtin_generator(gan_resolution).to(device)
+        else:
+            generator = load_generator(checkpoint, device)
+    except (CheckpointError, DeviceError) as exc:
+        raise UserError(str(exc)) from None
+    every = max(1, steps // 10)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        if step % every == 0 or step == total:
+            click.echo(f"step {step}/{total}  loss {loss:.5f}")
+
+    try:
+        encoder, metrics = train_encoder(generator, steps, batch, lr, seed, device=device, on_step=progress)
+        save_encoder(encoder, out)
+    except (EncoderError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    click.echo(
+        f"wrote {out}: held-out latent MSE {metrics['latent_mse_start']:.4f} -> "
+        f"{metrics['latent_mse_end']:.4f}, image MSE {metrics['image_mse_start']:.4f} -> "
+        f"{metrics['image_mse_end']:.4f}; trained in {metrics['seconds']:.1f} s on {device}"
+    )
 
 
 @cli.group()

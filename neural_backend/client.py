@@ -254,10 +254,24 @@ class Client:
         frames = list(frames)
         if not frames:
             raise ValueError("refine_shot: no frames")
-        shot = frames[0].shot
         for passes in frames:
             self.add_frame(passes)
         timeout = self.timeout * len(frames) if timeout is None else timeout
+        return self.refine_held_shot(frames[0].shot, timeout, on_result, on_progress, pti, end_shot)
+
+    def refine_held_shot(
+        self,
+        shot: str,
+        timeout: float | None = None,
+        on_result: OnResult | None = None,
+        on_progress: OnProgress | None = None,
+        pti: bool | None = None,
+        end_shot: bool = True,
+    ) -> RefinedShot:
+        """Refine the frames already sent with :meth:`add_frame` (see :meth:`refine_shot`).
+
+        For a caller that uploads each frame as soon as it is rendered, then asks for the shot.
+        """
         fields: dict[str, Any] = {"shot": shot}
         if pti is not None:
             fields["pti"] = pti

@@ -20,6 +20,7 @@ from typing import Any
 
 from .client import BackendError, wait_until_healthy
 from .contact_sheet import write_contact_sheet
+from .passes import RESULT_METRICS
 from .ports import free_port, port_is_free
 
 HOST = "127.0.0.1"
@@ -43,8 +44,8 @@ class DemoConfig:
     samples: int = 16  # Cycles samples for the beauty pass.
     checkpoint: Path | None = None  # Generator checkpoint; None = built-in untrained generator.
     gan_resolution: int = 64  # Built-in generator resolution.
-    steps_first: int | None = None  # Inversion steps, first frame (None = backend default).
-    steps_warm: int | None = None  # Inversion steps, warm-started frames (None = backend default).
+    shot_steps: int | None = None  # Joint inversion steps for the shot (None = backend default).
+    pti: bool = False  # Pivotal tuning for the shot.
     port: int | None = None  # Backend port; None = pick a free one.
 
 
@@ -80,7 +81,7 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[st
                 "      NOTE: no --checkpoint given, so the backend uses the built-in UNTRAINED generator: "
                 "its output is not a face. Pass --checkpoint for real results."
             )
-        echo(f"[2/4] Blender: building the demo shot, rendering {config.frames} frames, refining each")
+        echo(f"[2/4] Blender: building the demo shot, rendering {config.frames} frames, refining the shot")
         _run_blender_job(config, out, address, logs / "blender.log", echo, backend)
     finally:
         _stop(backend)
@@ -98,24 +99,19 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[st
     report = _report(config, health, job, seconds)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     worst = max(f["skin_loss_final"] / f["skin_loss_init"] for f in report["frames"])
-    echo(f"done in {seconds['total']:.0f} s: {out} (worst skin loss final/init = {worst:.3f})")
+    shot = report["shot"]
+    temporal = f", temporal error {shot['temporal_error']:.5f}" if "temporal_error" in shot else ""
+    echo(
+        f"done in {seconds['total']:.0f} s: {out} (skin PSNR {shot.get('skin_psnr', float('nan')):.1f} dB"
+        f"{temporal}, {shot.get('seconds_per_frame', float('nan')):.2f} s/frame refining; worst skin loss "
+        f"final/init = {worst:.3f})"
+    )
     return report
 
 
 # What a demo run writes; a rerun removes exactly these first, so no stale frame survives.
 OUTPUT_FOLDERS = ("passes", "refined", "gan", "composite", "logs")
 OUTPUT_FILES = ("report.json", "contact_sheet.png", "scene.blend", "scene.blend1", "blender_job.json")
-
-METRIC_DEFINITIONS = {
-    "skin_loss_init": "masked MSE (skin pixels, [-1, 1] sRGB) of the generator at its average latent w_avg: "
-    "the un-fitted reference, measured for every frame",
-    "skin_loss_warm": "the same loss at the latent the inversion started from (the previous frame's latent "
-    "after the first frame)",
-    "skin_loss_final": "the same loss at the fitted latent",
-    "steps": "optimisation steps",
-    "seconds": "backend wall time for the frame",
-    "skin_fraction": "share of the aligned crop that is skin",
-}
 
 
 def _clear_previous_outputs(out: Path) -> None:
@@ -131,10 +127,10 @@ def _start_backend(config: DemoConfig, port: int, log_path: Path) -> subprocess.
         command += ["--checkpoint", str(config.checkpoint)]
     else:
         command += ["--gan-resolution", str(config.gan_resolution)]
-    if config.steps_first:
-        command += ["--steps-first", str(config.steps_first)]
-    if config.steps_warm:
-        command += ["--steps-warm", str(config.steps_warm)]
+    if config.shot_steps:
+        command += ["--shot-steps", str(config.shot_steps)]
+    if config.pti:
+        command += ["--pti"]
     log = log_path.open("wb")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
@@ -227,7 +223,8 @@ def _report(
             "untrained": bool(health["untrained"]),
         },
         "seconds": seconds,
-        "metric_definitions": METRIC_DEFINITIONS,
+        "shot": job.get("shot_metrics", {}),
+        "metric_definitions": RESULT_METRICS,
         "outputs": {
             "passes": "passes/",
             "refined": "refined/frame_NNNN.png",

@@ -181,6 +181,23 @@ PARAM_SHAPES: dict[str, list[int | None]] = {
 }
 
 
+# What every refined frame reports (``RefinedFrame.metrics``); docs/refinement.md explains them further.
+RESULT_METRICS = {
+    "skin_psnr": "PSNR (dB) of the generator's aligned output against the render, skin pixels only, sRGB",
+    "temporal_error": "mean squared sRGB difference between the composite and the previous composite warped "
+    "by the motion pass, outside the skin, weighted by the generator's share of each pixel, where the flow "
+    "is not occluded (absent without a motion pass or a previous frame)",
+    "latent_drift": "mean over W+ layers of |w_t - w_(t-1)| (absent on a shot's first frame)",
+    "seconds": "backend wall time per frame (a shot's total time divided by its frames)",
+    "skin_loss_init": "masked MSE of the skin ([-1, 1] sRGB) at the average latent w_avg: the un-fitted "
+    "reference",
+    "skin_loss_warm": "the same loss at the latent the inversion started from (streamed frames only)",
+    "skin_loss_final": "the same loss at the fitted latent",
+    "steps": "optimisation steps (a shot's joint steps, plus pivotal-tuning steps)",
+    "skin_fraction": "share of the aligned crop that is skin",
+}
+
+
 @dataclass(frozen=True)
 class RefinedFrame:
     """The backend's answer for one frame."""

@@ -12,7 +12,7 @@ Two ways to refine, sharing every step:
 
 Then the composite at frame resolution: CGI skin kept inside an eroded, feathered skin mask (or the
 generator's skin, ``gan_skin``), the generator paints the rest of the crop, warped back by the exact inverse
-of the alignment. Every frame reports its metrics (see :data:`METRICS`).
+of the alignment. Every frame reports its metrics (see ``passes.RESULT_METRICS``).
 """
 
 from __future__ import annotations
@@ -50,21 +50,6 @@ if TYPE_CHECKING:
 SKIN_LABEL = 1  # region label of skin, see passes / DESIGN.md
 Mode = Literal["final", "preview"]
 MODES: tuple[Mode, ...] = ("final", "preview")
-
-METRICS = {
-    "skin_psnr": "PSNR (dB) of the generator's aligned output against the render, skin pixels only, sRGB",
-    "temporal_error": "mean squared sRGB difference between the composite and the previous composite warped "
-    "by the motion pass, outside the skin, inside the generator's crop, where the flow is not occluded "
-    "(absent without a motion pass or a previous frame)",
-    "latent_drift": "mean over W+ layers of |w_t - w_(t-1)| (absent on a shot's first frame)",
-    "seconds": "backend wall time per frame (a shot's total time divided by its frames)",
-    "skin_loss_init": "masked MSE of the skin ([-1, 1] sRGB) at the average latent w_avg: the un-fitted "
-    "reference",
-    "skin_loss_warm": "the same loss at the latent the inversion started from",
-    "skin_loss_final": "the same loss at the fitted latent",
-    "steps": "optimisation steps (a shot's joint steps, plus pivotal-tuning steps)",
-    "skin_fraction": "share of the aligned crop that is skin",
-}
 
 
 class RefineError(ValueError):
@@ -237,7 +222,7 @@ class Refiner:
     ) -> RefinedFrame:
         """Refine one frame of a shot; updates ``state`` for the shot's next frame.
 
-        Metrics: see :data:`METRICS`.
+        Metrics: see ``passes.RESULT_METRICS``.
 
         Raises:
             RefineError: no 68-point landmarks, degenerate landmarks, or no skin inside the crop.
@@ -287,7 +272,7 @@ class Refiner:
         loss_init = self._skin_loss(w_avg, frame.crop)
         metrics = {
             "skin_loss_init": loss_init,
-            "skin_loss_warm": loss_init if not warm else self._skin_loss(start, frame.crop),
+            "skin_loss_warm": self._skin_loss(start, frame.crop),
             "skin_loss_final": float(masked_mse(fit.images, frame.crop.target, frame.crop.skin)[0]),
             "steps": float(schedule.steps),
         }

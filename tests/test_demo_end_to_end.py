@@ -18,7 +18,7 @@ from PIL import Image
 from neural_backend.ports import free_port
 
 RIGSTYLE = str(Path(sys.executable).parent / "rigstyle")
-TINY = ["--frames", "3", "--resolution", "96", "--samples", "2", "--steps-first", "150", "--steps-warm", "80"]
+TINY = ["--frames", "3", "--resolution", "96", "--samples", "2", "--shot-steps", "150"]
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -45,6 +45,15 @@ def test_demo_writes_every_output_and_fits_the_skin(tmp_path: Path) -> None:
         assert report["seconds"][stage] > 0
     for frame in report["frames"]:
         assert frame["skin_loss_final"] <= 0.1 * frame["skin_loss_init"], frame
+        assert 10 < frame["skin_psnr"] < 100 and frame["seconds"] > 0
+    # Frames after the first are measured against the previous one through Blender's motion pass.
+    for frame in report["frames"][1:]:
+        assert frame["temporal_error"] >= 0 and frame["latent_drift"] > 0
+    assert "temporal_error" not in report["frames"][0]
+    shot = report["shot"]
+    assert shot["frames"] == 3 and shot["seconds_per_frame"] > 0 and shot["skin_psnr"] > 10
+    assert {"skin_psnr", "temporal_error", "latent_drift", "seconds"} <= set(report["metric_definitions"])
+    assert np.load(out / "passes" / "frame_0002.npz")["motion"].shape == (96, 96, 2)
     assert_scene_is_the_animated_rig(out / "scene.blend", frames=3)
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.height >= 4 * 100
@@ -99,7 +108,7 @@ def assert_scene_is_the_animated_rig(path: Path, frames: int) -> None:
 def test_backend_death_mid_shot_fails_loudly_without_unrefined_frames(tmp_path: Path) -> None:
     out, port = tmp_path / "demo", free_port()
     command = [RIGSTYLE, "demo", "--out", str(out), "--frames", "4", "--resolution", "96", "--samples", "1",
-               "--gan-resolution", "32", "--steps-first", "100000", "--port", str(port)]  # fmt: skip
+               "--gan-resolution", "32", "--shot-steps", "100000", "--port", str(port)]  # fmt: skip
     demo = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert demo.stdout is not None
     for line in demo.stdout:
@@ -108,7 +117,7 @@ def test_backend_death_mid_shot_fails_loudly_without_unrefined_frames(tmp_path: 
     found = subprocess.run(
         ["pgrep", "-f", f"serve --host 127.0.0.1 --port {port}"], capture_output=True, text=True
     )
-    time.sleep(5)  # the first frame reaches the backend, whose 100,000-step inversion never ends
+    time.sleep(5)  # the frames reach the backend, whose 100,000-step shot inversion never ends
     os.kill(int(found.stdout.split()[0]), signal.SIGKILL)
     _, stderr = demo.communicate(timeout=120)
     assert demo.returncode == 1

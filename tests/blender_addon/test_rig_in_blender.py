@@ -96,3 +96,30 @@ def test_rendered_passes_label_regions_exactly_and_landmarks_fall_on_the_face(tm
         assert passes.region[int(y), int(x)] in (regions.EYES, regions.SKIN)
     for name in ("beauty_0001.exr", "beauty_0001.png", "region_0001.png", "frame_0001.npz"):
         assert (tmp_path / name).is_file()
+
+
+def test_the_motion_pass_maps_each_frame_onto_the_previous_one(tmp_path: Path) -> None:
+    build_demo_scene(frames=8, width=128, height=128, samples=4)
+    scene = bpy.context.scene
+    objects = find_rig(scene)
+    before = render_frame_passes(scene, objects, 2, "test", tmp_path)
+    now = render_frame_passes(scene, objects, 3, "test", tmp_path)
+    flow = now.extra["motion"]
+    assert flow.shape == (128, 128, 2) and flow.dtype == np.float32
+    assert (flow[now.region == regions.BACKGROUND] == 0).all()  # nothing moves where no rig is seen
+    # Landmarks (exact points of the surface) land where they were in the previous frame.
+    moved = np.linalg.norm(now.landmarks2d - before.landmarks2d, axis=1)
+    assert np.median(moved) > 2.0, "the demo performance moves the head between frames 2 and 3"
+    inner = now.landmarks2d[17:]  # brows, nose, eyes, mouth: away from the silhouette
+    x, y = np.clip(inner.astype(int), 0, 127).T
+    error = np.linalg.norm(inner + flow[y, x] - before.landmarks2d[17:], axis=1)
+    assert np.median(error) < 0.2 and np.percentile(error, 90) < 0.5, error
+    # The previous beauty pass warped by the flow matches this one on the skin much better than unwarped.
+    ys, xs = np.mgrid[0:128, 0:128]
+    sx = np.clip(np.rint(xs + 0.5 + flow[..., 0] - 0.5).astype(int), 0, 127)
+    sy = np.clip(np.rint(ys + 0.5 + flow[..., 1] - 0.5).astype(int), 0, 127)
+    skin = now.region == regions.SKIN
+    warped = ((before.beauty[sy, sx] - now.beauty) ** 2)[skin].mean()
+    unwarped = ((before.beauty - now.beauty) ** 2)[skin].mean()
+    assert warped < 0.6 * unwarped, (warped, unwarped)
+    assert (tmp_path / "frame_0003.npz").is_file() and not (tmp_path / "motion_0003.exr").exists()

@@ -13,14 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_rigstyle
 from synthetic import synthetic_face, synthetic_shot
 from temporal_compare import compare
 
 from neural_backend.alignment import feather
 from neural_backend.builtin_generator import builtin_generator
 from neural_backend.checkpoint import load_generator
+from neural_backend.encoder import EncoderError, load_encoder, save_encoder, train_encoder
 from neural_backend.passes import FramePasses, RefinedFrame
-from neural_backend.refine import BlendConfig, RefineConfig, RefineError, Refiner, ShotState
+from neural_backend.refine import BlendConfig, RefineConfig, RefineError, Refiner, ShotState, check_face
 
 SIZE = 96  # frame size of the synthetic shots here
 
@@ -179,3 +181,39 @@ def test_frames_without_a_motion_pass_still_refine_as_a_shot(generator):
     Refiner(generator, RefineConfig(shot_steps=5)).refine_shot(frames, on_frame=results.append)
     assert all("temporal_error" not in r.metrics for r in results)
     assert all("latent_drift" in r.metrics for r in results[1:])
+
+
+def test_preview_of_a_shot_s_first_frame_starts_from_the_encoder(generator, tmp_path: Path):
+    encoder, _ = train_encoder(generator, steps=10, batch=4)
+    passes = synthetic_shot(1, size=SIZE)[0]
+    refiner = Refiner(generator, RefineConfig(preview_steps=0), encoder=encoder)
+    preview = refiner.refine(passes, ShotState(), mode="preview")
+    frame = refiner._prepare(passes, check_face(passes), None)
+    with torch.no_grad():
+        expected = refiner._skin_loss(encoder(frame.crop.target), frame.crop)
+    assert preview.metrics["steps"] == 0
+    assert preview.metrics["skin_loss_warm"] == pytest.approx(expected)
+    assert preview.metrics["skin_loss_warm"] != preview.metrics["skin_loss_init"]
+    # An encoder trained for another generator is refused by name, by the refiner and by `rigstyle serve`.
+    other, _ = train_encoder(builtin_generator(16), steps=1, batch=2)
+    save_encoder(other, tmp_path / "other.safetensors")
+    with pytest.raises(EncoderError, match="resolution"):
+        Refiner(generator, encoder=load_encoder(tmp_path / "other.safetensors"))
+    served = run_rigstyle("serve", "--gan-resolution", "32", "--encoder", str(tmp_path / "other.safetensors"))
+    assert served.returncode == 2 and "resolution" in served.stderr, served.stderr
+
+
+def test_the_backend_picks_the_perceptual_loss_from_what_it_has(generator, tmp_path: Path):
+    from neural_backend.checkpoint import save_checkpoint
+    from neural_backend.server import ServerConfig, load_backend
+    from neural_backend.stylegan2 import Discriminator
+
+    with_d, without_d = tmp_path / "g_d.safetensors", tmp_path / "g.safetensors"
+    save_checkpoint(
+        generator, with_d, Discriminator(c_dim=0, img_resolution=32, channel_base=512, channel_max=32)
+    )
+    save_checkpoint(generator, without_d)
+    assert load_backend(ServerConfig(checkpoint=with_d)).describe()["perceptual"] == "discriminator"
+    assert load_backend(ServerConfig(checkpoint=without_d)).describe()["perceptual"] == "ms-ssim"
+    none = ServerConfig(checkpoint=without_d, refine=RefineConfig(perceptual="none"))
+    assert load_backend(none).describe()["perceptual"] == "none"
