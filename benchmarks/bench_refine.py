@@ -1,7 +1,7 @@
 """Cost of refining one frame vs one generator forward pass (the baseline), built-in generator on CPU.
 
-Prints seconds for a forward pass, for a cold (first) frame and for a warm frame, and the ratios
-refine/forward, so a change to the inversion loop shows up independent of the machine's speed.
+Prints seconds for a forward pass, for a cold (first) frame, a warm frame and a preview-mode frame, and the
+ratios refine/forward, so a change to the inversion loop shows up independent of the machine's speed.
 """
 
 from __future__ import annotations
@@ -37,11 +37,15 @@ def main() -> None:
     state = ShotState()
     cold = refiner.refine(synthetic_face(0), state).metrics
     warm = refiner.refine(synthetic_face(1, shift=(2.0, -1.0), angle_deg=1.5), state).metrics
+    third = synthetic_face(2, shift=(3.0, -1.5), angle_deg=2.5)
+    preview = refiner.refine(third, state, mode="preview").metrics
     print(f"generator {generator.img_resolution}px forward  {forward * 1e3:8.1f} ms")
     print(f"cold frame ({cold['steps']:.0f} steps)      {cold['seconds']:8.2f} s")
     print(f"warm frame ({warm['steps']:.0f} steps)      {warm['seconds']:8.2f} s")
+    print(f"preview frame ({preview['steps']:.0f} steps)    {preview['seconds']:8.2f} s")
     print(f"ratio cold/forward = {cold['seconds'] / forward:.0f}")
     print(f"ratio warm/forward = {warm['seconds'] / forward:.0f}")
+    print(f"ratio preview/warm = {preview['seconds'] / warm['seconds']:.2f}")
 
 
 if __name__ == "__main__":
