@@ -183,45 +183,38 @@ def _emission_render_settings(scene: bpy.types.Scene, material: bpy.types.Materi
 
 def region_material() -> bpy.types.Material:
     """Emission material whose strength is ``REGION_SCALE * region`` label of each face."""
-    material = bpy.data.materials.get(REGION_MATERIAL)
-    if material is not None:
-        return material
-    material = bpy.data.materials.new(REGION_MATERIAL)
-    if material.node_tree is None:  # Blender < 5.0 creates materials without nodes
-        material.use_nodes = True
-    nodes, links = material.node_tree.nodes, material.node_tree.links
-    nodes.clear()
-    attribute = nodes.new("ShaderNodeAttribute")
-    attribute.attribute_type = "GEOMETRY"
-    attribute.attribute_name = REGION_ATTRIBUTE
-    scale = nodes.new("ShaderNodeMath")
-    scale.operation = "MULTIPLY"
-    scale.inputs[1].default_value = REGION_SCALE
-    emission = nodes.new("ShaderNodeEmission")
-    emission.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
-    output = nodes.new("ShaderNodeOutputMaterial")
-    links.new(attribute.outputs["Fac"], scale.inputs[0])
-    links.new(scale.outputs["Value"], emission.inputs["Strength"])
-    links.new(emission.outputs["Emission"], output.inputs["Surface"])
-    return material
+    return _attribute_emission(REGION_MATERIAL, REGION_ATTRIBUTE, "Fac", "Strength", REGION_SCALE)
 
 
 def motion_material() -> bpy.types.Material:
     """Emission material whose colour is the per-vertex motion attribute (interpolated over each face)."""
-    material = bpy.data.materials.get(MOTION_MATERIAL)
+    return _attribute_emission(MOTION_MATERIAL, MOTION_ATTRIBUTE, "Vector", "Color", 1.0)
+
+
+def _attribute_emission(
+    name: str, attribute_name: str, attribute_output: str, emission_input: str, scale: float
+) -> bpy.types.Material:
+    """An emission material (made once, then reused by name) showing a geometry attribute: its
+    ``attribute_output`` times ``scale`` drives the emission's ``emission_input``; the other input is 1."""
+    material = bpy.data.materials.get(name)
     if material is not None:
         return material
-    material = bpy.data.materials.new(MOTION_MATERIAL)
+    material = bpy.data.materials.new(name)
     if material.node_tree is None:  # Blender < 5.0 creates materials without nodes
         material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
     nodes.clear()
     attribute = nodes.new("ShaderNodeAttribute")
     attribute.attribute_type = "GEOMETRY"
-    attribute.attribute_name = MOTION_ATTRIBUTE
+    attribute.attribute_name = attribute_name
+    scaled = nodes.new("ShaderNodeVectorMath" if attribute_output == "Vector" else "ShaderNodeMath")
+    scaled.operation = "SCALE" if attribute_output == "Vector" else "MULTIPLY"
+    scaled.inputs[3 if attribute_output == "Vector" else 1].default_value = scale
     emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
     emission.inputs["Strength"].default_value = 1.0
     output = nodes.new("ShaderNodeOutputMaterial")
-    links.new(attribute.outputs["Vector"], emission.inputs["Color"])
+    links.new(attribute.outputs[attribute_output], scaled.inputs[0])
+    links.new(scaled.outputs[0], emission.inputs[emission_input])
     links.new(emission.outputs["Emission"], output.inputs["Surface"])
     return material

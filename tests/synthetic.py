@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from neural_backend.passes import FramePasses
@@ -163,16 +165,5 @@ def synthetic_shot(
             (shift_px, angle),
             ((before_shift[0] * scale, before_shift[1] * scale), before_angle),
         )
-        result.append(
-            FramePasses(
-                shot=passes.shot,
-                frame=passes.frame,
-                beauty=passes.beauty,
-                region=passes.region,
-                landmarks2d=passes.landmarks2d,
-                intrinsics=passes.intrinsics,
-                extrinsics=passes.extrinsics,
-                extra={"motion": motion},
-            )
-        )
+        result.append(replace(passes, extra={"motion": motion}))
     return result

@@ -21,7 +21,7 @@ from neural_backend.alignment import feather
 from neural_backend.builtin_generator import builtin_generator
 from neural_backend.checkpoint import load_generator
 from neural_backend.encoder import EncoderError, load_encoder, save_encoder, train_encoder
-from neural_backend.passes import FramePasses, RefinedFrame
+from neural_backend.passes import RefinedFrame
 from neural_backend.refine import BlendConfig, RefineConfig, RefineError, Refiner, ShotState, check_face
 
 SIZE = 96  # frame size of the synthetic shots here
@@ -165,18 +165,7 @@ def test_bad_shots_are_refused_naming_the_problem(generator):
 
 
 def test_frames_without_a_motion_pass_still_refine_as_a_shot(generator):
-    frames = [
-        FramePasses(
-            shot=p.shot,
-            frame=p.frame,
-            beauty=p.beauty,
-            region=p.region,
-            landmarks2d=p.landmarks2d,
-            intrinsics=p.intrinsics,
-            extrinsics=p.extrinsics,
-        )
-        for p in synthetic_shot(3, size=SIZE)
-    ]
+    frames = [replace(p, extra={}) for p in synthetic_shot(3, size=SIZE)]
     results: list[RefinedFrame] = []
     Refiner(generator, RefineConfig(shot_steps=5)).refine_shot(frames, on_frame=results.append)
     assert all("temporal_error" not in r.metrics for r in results)
