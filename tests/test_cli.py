@@ -87,3 +87,21 @@ def test_rig_info_on_a_bad_file_is_a_one_line_error(tmp_path: Path) -> None:
     bad = tmp_path / "model.pkl"
     bad.write_bytes(b"\x80\x04junk")
     assert_one_line_error(run("rig", "info", str(bad)), str(bad))
+
+
+def test_serve_options_set_the_refinement_config() -> None:
+    from neural_backend.cli import _refine_config
+
+    config = _refine_config(
+        steps_first=None, steps_warm=7, shot_steps=9, pti=True, history=0.25, blend_width=2.5, gan_skin=1.0
+    )
+    assert (config.steps_warm, config.shot_steps, config.pti) == (7, 9, True)
+    assert (config.blend.history, config.blend.width_px, config.blend.gan_skin) == (0.25, 2.5, 1.0)
+    assert config.steps_first == type(config)().steps_first  # not given: the default
+
+
+def test_serve_refuses_lpips_weights_without_vgg_weights(tmp_path: Path) -> None:
+    lpips = tmp_path / "vgg.pth"
+    lpips.write_bytes(b"not used")
+    result = run("serve", "--gan-resolution", "16", "--lpips-weights", str(lpips), "--port", str(free_port()))
+    assert_one_line_error(result, "vgg")
