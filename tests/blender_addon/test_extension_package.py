@@ -1,0 +1,153 @@
+"""``rigstyle addon build``: the extension zip, and that the real ``bpy`` installs and runs it.
+
+The zip is built once by the real CLI (pip fetches pyzmq/msgpack wheels; the package index or pip's cache
+must be reachable). The install runs in a fresh interpreter that sees only Blender (``bpy``) and numpy —
+which Blender bundles — so zmq, msgpack, rigs and neural_backend can only come from the extension's
+bundled wheels, exactly as in a real Blender without this project's virtual environment.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import zipfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from cli_helpers import run_rigstyle
+
+from neural_backend.addon_build import PLATFORM_TAGS
+from neural_backend.cli import addon_build
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
+
+# Runs in a fresh interpreter without site-packages: argv = zip, folder holding only bpy and numpy.
+INSTALL_SCRIPT = """
+import importlib, json, sys, zipfile
+sys.path.append(sys.argv[2])
+import bpy
+
+result = bpy.ops.extensions.package_install_files(
+    filepath=sys.argv[1], repo="user_default", enable_on_install=True
+)
+module = "bl_ext.user_default.rigstyle"
+names = [n[:-3] for n in zipfile.ZipFile(sys.argv[1]).namelist() if "/" not in n and n.endswith(".py")]
+for name in names:  # every module of the add-on imports (no torch, no missing dependency)
+    importlib.import_module(module if name == "__init__" else f"{module}.{name}")
+
+import msgpack, zmq
+import neural_backend.client, rigs
+
+context = zmq.Context()
+context.term()
+before = set(bpy.data.objects)
+demo = bpy.ops.rigstyle.add_demo_head()
+print(json.dumps({
+    "install": sorted(result),
+    "enabled": module in bpy.context.preferences.addons,
+    "addon_file": sys.modules[module].__file__,
+    "files": {m.__name__: m.__file__ for m in (zmq, msgpack, rigs, neural_backend.client)},
+    "msgpack": msgpack.unpackb(msgpack.packb({"frame": 3})),
+    "demo": sorted(demo),
+    "new_objects": sorted(o.name for o in set(bpy.data.objects) - before),
+    "torch_loaded": "torch" in sys.modules,
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("addon") / "dist"
+    result = run_rigstyle("addon", "build", "--out", out)
+    assert result.returncode == 0, result.stderr
+    zip_path = out / f"rigstyle-{PYPROJECT['version']}.zip"
+    assert str(zip_path) in result.stdout
+    assert [p.name for p in out.iterdir()] == [zip_path.name]  # no partial file left behind
+    return zip_path
+
+
+def read_manifest(zip_path: Path) -> dict[str, Any]:
+    with zipfile.ZipFile(zip_path) as archive:
+        return tomllib.loads(archive.read("blender_manifest.toml").decode())
+
+
+def test_zip_layout_and_manifest(built: Path) -> None:
+    manifest = read_manifest(built)
+    names = zipfile.ZipFile(built).namelist()
+    addon_files = sorted(
+        p.relative_to(ROOT / "blender_addon").as_posix()
+        for p in (ROOT / "blender_addon").rglob("*.py")
+        if "__pycache__" not in p.parts
+    )
+    assert "__init__.py" in names and "blender_manifest.toml" in names
+    assert sorted(n for n in names if n.endswith(".py")) == addon_files
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert (manifest["id"], manifest["version"]) == (PYPROJECT["name"], PYPROJECT["version"])
+    assert manifest["schema_version"] == "1.0.0" and manifest["type"] == "add-on"
+    assert manifest["platforms"] == ["linux-x64"]
+    assert set(manifest["permissions"]) == {"network", "files"}
+
+    wheels = manifest["wheels"]
+    assert isinstance(wheels, list)
+    assert sorted(w.removeprefix("./") for w in wheels) == sorted(n for n in names if n.startswith("wheels/"))
+    by_project = {Path(w).name.split("-")[0].lower(): Path(w).name for w in wheels}
+    assert set(by_project) == {"pyzmq", "msgpack", "rigstyle"}
+    for project in ("pyzmq", "msgpack"):  # pinned to what the tests run against
+        assert by_project[project].split("-")[1] == metadata.version(project)
+        assert "-cp311-cp311-" in by_project[project] and "x86_64" in by_project[project]
+    assert by_project["rigstyle"] == f"rigstyle-{PYPROJECT['version']}-py3-none-any.whl"
+
+
+def test_source_manifest_matches_pyproject() -> None:
+    """Blender also loads blender_addon/ as a folder extension in development: keep its manifest in sync."""
+    manifest = tomllib.loads((ROOT / "blender_addon" / "blender_manifest.toml").read_text())
+    assert (manifest["id"], manifest["version"]) == (PYPROJECT["name"], PYPROJECT["version"])
+
+
+def test_cli_platform_choices_match_the_builder() -> None:
+    option = next(p for p in addon_build.params if p.name == "platforms")
+    assert isinstance(option.type, click.Choice)
+    assert list(option.type.choices) == list(PLATFORM_TAGS)
+
+
+def test_installs_and_runs_in_blender_from_its_own_wheels(built: Path, tmp_path: Path) -> None:
+    only_blender = tmp_path / "only_blender"  # bpy and numpy, nothing else of the virtual environment
+    only_blender.mkdir()
+    for name in ("bpy", "numpy", "numpy.libs"):
+        if (SITE_PACKAGES / name).exists():
+            (only_blender / name).symlink_to(SITE_PACKAGES / name)
+    resources = tmp_path / "blender_user"
+    env = {"BLENDER_USER_RESOURCES": str(resources), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", INSTALL_SCRIPT, str(built), str(only_blender)],
+        capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+
+    extension = resources / "extensions"
+    assert report["install"] == ["FINISHED"] and report["enabled"]
+    assert Path(report["addon_file"]) == extension / "user_default" / "rigstyle" / "__init__.py"
+    bundled = extension / ".local" / "lib" / "python3.11" / "site-packages"
+    for module, file in report["files"].items():
+        assert Path(file).is_relative_to(bundled), f"{module} imported from {file}, not the bundled wheels"
+    assert report["msgpack"] == {"frame": 3}
+    assert report["demo"] == ["FINISHED"]
+    assert {"RigStyle Demo Head Mesh", "RigStyle Demo Head Armature"} <= set(report["new_objects"])
+    assert not report["torch_loaded"]
+
+
+def test_missing_output_parent_is_a_user_error(tmp_path: Path) -> None:
+    result = run_rigstyle("addon", "build", "--out", tmp_path / "missing" / "dist")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "does not exist" in result.stderr
