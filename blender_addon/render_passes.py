@@ -1,43 +1,66 @@
 """Render one frame's passes headless and collect them as :class:`neural_backend.passes.FramePasses`.
 
-``beauty`` is a Cycles render written as float EXR (linear RGB). ``region`` is a second Cycles render with
-a one-sample emission override that reads the rig's per-face region attribute, so every pixel carries an
-exact label (no anti-aliased mixtures). ``motion`` (pixel flow to the previous frame) is a third such
-render: every vertex of the deformed mesh carries the offset from its projection in this frame to its
-projection in the previous frame (each with that frame's camera), which Cycles interpolates over the
-surface seen at each pixel centre; the background (no rig) has no motion. Landmarks come from the
-evaluated (deformed) mesh, projected with the camera's intrinsics and extrinsics.
+``beauty`` is a Cycles render written as float EXR (linear RGB). Every other pass is one more Cycles render
+with an emission material override whose colour is ``scale * value + offset`` (the offset keeps signed
+values positive), read back from a float EXR. Most are exact: one sample at each pixel centre and a
+negligible pixel filter, so a pixel carries the value of the one surface point seen at its centre (no
+anti-aliased mixtures) and 0 (depth: +inf) where no rig is seen:
+
+- ``region``: the rig's per-face region label.
+- ``motion`` (pixel flow to the previous frame): every vertex of the deformed mesh carries the offset from
+  its projection in this frame to its projection in the previous frame (each with that frame's camera),
+  interpolated over the surface.
+- ``albedo``: the linear base colour of each face's material (its Principled BSDF's unlinked "Base Color",
+  else its viewport colour), written as a face attribute at render time.
+- ``normal``: the shading normal in OpenCV camera axes (x right, y down, z forward), unit length.
+- ``depth``: the OpenCV camera z of the surface point (Cycles' "View Z Depth").
+- ``uv``: the active render UV map; left out when the mesh has no UV map (the demo head has none).
+
+``alpha`` is the coverage the beauty render would have with a transparent film: the same samples and pixel
+filter as the beauty render, so it is fractional only along silhouettes. Landmarks come from the evaluated
+(deformed) mesh, projected with the camera's intrinsics and extrinsics.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
 import numpy as np
 
 from neural_backend.color import srgb_from_linear
-from neural_backend.passes import FramePasses
+from neural_backend.passes import EXTRA_PASSES, FramePasses
 from rigs.camera import project, transform
 from rigs.lbs import barycentric_points
 
 from . import camera as cam
 from .images import load_pixels, save_png, set_render_output
 from .names import (
+    ALBEDO_ATTRIBUTE,
+    ALBEDO_MATERIAL,
+    ALPHA_MATERIAL,
+    DEPTH_MATERIAL,
     LANDMARK_BARY_PROP,
     LANDMARK_FACES_PROP,
     MOTION_ATTRIBUTE,
     MOTION_MATERIAL,
+    NORMAL_MATERIAL,
     REGION_ATTRIBUTE,
     REGION_MATERIAL,
+    UV_MATERIAL,
 )
 from .rig_builder import RigObjects
 from .rig_params import read_params
 
 REGION_SCALE = 0.1  # emission value per label; labels 0..6 stay far apart after float round trips
 MOTION_OFFSET = 4096.0  # added to the pixel offsets so the emission stays positive (float32: ~1e-4 px steps)
+SIGNED_OFFSET = 64.0  # added to normals and UVs so the emission stays positive (float32: ~4e-6 steps)
+DEFAULT_BASE_COLOR = (0.8, 0.8, 0.8)  # what Cycles shows on faces without a material
+# Cycles' camera space looks down +z with +y up; OpenCV's looks down +z with +y down.
+CYCLES_CAMERA_TO_OPENCV = np.array([1.0, -1.0, 1.0], dtype=np.float32)
 REGION_PALETTE = np.array(
     [
         [0.0, 0.0, 0.0],  # background
@@ -52,22 +75,55 @@ REGION_PALETTE = np.array(
 )
 
 
+Source = Callable[[bpy.types.NodeTree], "bpy.types.NodeSocket | None"]
+
+
+@dataclass(frozen=True)
+class EmissionPass:
+    """How one pass is rendered: an override material emitting ``scale * source + offset``."""
+
+    material: str  # name of the override material (rebuilt on every use, so it is never stale)
+    source: Source  # adds the nodes giving the shown value to a node tree; None shows a constant
+    scale: float = 1.0
+    offset: float = 0.0
+    exact: bool = True  # one sample at each pixel centre; False: the scene's own samples and pixel filter
+
+
 def render_frame_passes(
-    scene: bpy.types.Scene, objects: RigObjects, frame: int, shot: str, passes_dir: Path
+    scene: bpy.types.Scene,
+    objects: RigObjects,
+    frame: int,
+    shot: str,
+    passes_dir: Path,
+    passes: Collection[str] = tuple(EXTRA_PASSES),
 ) -> FramePasses:
-    """Render ``frame`` and return its passes; writes EXR/PNG/NPZ copies into ``passes_dir``."""
+    """Render ``frame`` and return its passes; writes EXR/PNG/NPZ copies into ``passes_dir``.
+
+    Args:
+        passes: the optional passes (names in :data:`neural_backend.passes.EXTRA_PASSES`) to render, one
+            more render each; ``uv`` is left out when the mesh has no UV map.
+
+    Raises:
+        ValueError: ``passes`` names an unknown pass.
+    """
+    unknown = set(passes) - set(EXTRA_PASSES)
+    if unknown:
+        raise ValueError(f"unknown passes {sorted(unknown)}; known: {sorted(EXTRA_PASSES)}")
     passes_dir.mkdir(parents=True, exist_ok=True)
     scene.frame_set(frame)
     beauty_path = passes_dir / f"beauty_{frame:04d}.exr"
     beauty = _render_exr(scene, beauty_path)[..., :3]
-    region_path = passes_dir / f"region_{frame:04d}.exr"
-    with _emission_render_settings(scene, region_material()):
-        region = np.rint(_render_exr(scene, region_path)[..., 0] / REGION_SCALE).astype(np.uint8)
-    region_path.unlink()
-    motion = motion_pass(scene, objects, frame, passes_dir / f"motion_{frame:04d}.exr")
+    region_values, _ = render_emission(scene, REGION_PASS, passes_dir / f"region_{frame:04d}.exr")
+    region = np.rint(region_values[..., 0]).astype(np.uint8)
+    extra = {}
+    for name in EXTRA_PASSES:
+        if name in passes:
+            value = EXTRA_RENDERERS[name](scene, objects, frame, passes_dir / f"{name}_{frame:04d}.exr")
+            if value is not None:
+                extra[name] = value
     camera = scene.camera
     intrinsic, extrinsic = cam.intrinsics(scene, camera), cam.extrinsics(camera)
-    passes = FramePasses(
+    frame_passes = FramePasses(
         shot=shot,
         frame=frame,
         beauty=beauty,
@@ -76,12 +132,12 @@ def render_frame_passes(
         intrinsics=intrinsic,
         extrinsics=extrinsic,
         params=read_params(objects),
-        extra={"motion": motion},
+        extra=extra,
     )
     save_png(passes_dir / f"beauty_{frame:04d}.png", srgb_from_linear(beauty))
     save_png(passes_dir / f"region_{frame:04d}.png", REGION_PALETTE[np.minimum(region, 6)])
-    np.savez_compressed(passes_dir / f"frame_{frame:04d}.npz", **passes.to_message().tensors)
-    return passes
+    np.savez_compressed(passes_dir / f"frame_{frame:04d}.npz", **frame_passes.to_message().tensors)
+    return frame_passes
 
 
 def landmark_points(objects: RigObjects) -> np.ndarray:
@@ -100,22 +156,143 @@ def motion_pass(scene: bpy.types.Scene, objects: RigObjects, frame: int, exr_pat
     scene.frame_set(frame - 1)
     before = _projected_vertices(scene, objects.mesh)
     scene.frame_set(frame)
-    now = _projected_vertices(scene, objects.mesh)
-    offsets = np.zeros((len(now), 3), dtype=np.float32)
-    offsets[:, :2] = before - now + MOTION_OFFSET
-    data = objects.mesh.data
-    attribute = data.attributes.get(MOTION_ATTRIBUTE)
-    if attribute is None:
-        attribute = data.attributes.new(MOTION_ATTRIBUTE, "FLOAT_VECTOR", "POINT")
-    attribute.data.foreach_set("vector", offsets.ravel())
-    data.update()
+    offsets = np.zeros((len(before), 3), dtype=np.float32)
+    offsets[:, :2] = before - _projected_vertices(scene, objects.mesh)
+    _set_vector_attribute(objects.mesh.data, MOTION_ATTRIBUTE, "POINT", offsets)
+    return render_emission(scene, MOTION_PASS, exr_path)[0][..., :2]
+
+
+def albedo_pass(scene: bpy.types.Scene, objects: RigObjects, frame: int, exr_path: Path) -> np.ndarray:
+    """(H, W, 3) float32 linear base colour of the material seen at each pixel centre; 0 where no rig."""
+    mesh_object = objects.mesh
+    colors = np.array(
+        [_base_color(slot.material) for slot in mesh_object.material_slots] or [DEFAULT_BASE_COLOR],
+        dtype=np.float32,
+    )
+    data = mesh_object.data
+    slots = np.empty(len(data.polygons), dtype=np.int32)
+    data.polygons.foreach_get("material_index", slots)
+    _set_vector_attribute(data, ALBEDO_ATTRIBUTE, "FACE", colors[np.clip(slots, 0, len(colors) - 1)])
+    return render_emission(scene, ALBEDO_PASS, exr_path)[0]
+
+
+def normal_pass(scene: bpy.types.Scene, objects: RigObjects, frame: int, exr_path: Path) -> np.ndarray:
+    """(H, W, 3) float32 unit shading normal in OpenCV camera axes at each pixel centre; 0 where no rig."""
+    normals = render_emission(scene, NORMAL_PASS, exr_path)[0] * CYCLES_CAMERA_TO_OPENCV
+    length = np.linalg.norm(normals, axis=-1, keepdims=True)
+    return np.where(length > 0, normals / np.maximum(length, 1e-12), 0.0).astype(np.float32)
+
+
+def depth_pass(scene: bpy.types.Scene, objects: RigObjects, frame: int, exr_path: Path) -> np.ndarray:
+    """(H, W) float32 OpenCV camera z of the surface point at each pixel centre; +inf where no rig."""
+    values, seen = render_emission(scene, DEPTH_PASS, exr_path)
+    return np.where(seen > 0.5, values[..., 0], np.inf).astype(np.float32)
+
+
+def uv_pass(scene: bpy.types.Scene, objects: RigObjects, frame: int, exr_path: Path) -> np.ndarray | None:
+    """(H, W, 2) float32 active render UV map at each pixel centre (0 where no rig); None without a UV map."""
+    if not objects.mesh.data.uv_layers:
+        return None
+    return render_emission(scene, UV_PASS, exr_path)[0][..., :2]
+
+
+def alpha_pass(scene: bpy.types.Scene, objects: RigObjects, frame: int, exr_path: Path) -> np.ndarray:
+    """(H, W) float32 coverage of each pixel by the rig, with the beauty render's samples and filter."""
+    return render_emission(scene, ALPHA_PASS, exr_path)[1]
+
+
+def render_emission(
+    scene: bpy.types.Scene, spec: EmissionPass, exr_path: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render ``spec`` to ``exr_path`` (deleted after) and decode it.
+
+    Returns:
+        (H, W, 3) float32 values ``(colour - offset) / scale`` (0 where no rig is seen) and the (H, W)
+        float32 alpha (1 where the rig is seen; coverage for non-exact passes).
+    """
     try:
-        with _emission_render_settings(scene, motion_material()):
+        with _emission_render_settings(scene, _emission_material(spec), spec.exact):
             pixels = _render_exr(scene, exr_path)
     finally:
         exr_path.unlink(missing_ok=True)
-    seen = pixels[..., 3:4] > 0.5
-    return np.where(seen, pixels[..., :2] - MOTION_OFFSET, 0.0).astype(np.float32)
+    alpha = pixels[..., 3]
+    values = np.where(alpha[..., None] > 0.5, (pixels[..., :3] - spec.offset) / spec.scale, 0.0)
+    return values.astype(np.float32), alpha
+
+
+def _attribute(name: str, output: str) -> Source:
+    """A source reading the geometry attribute ``name`` through the Attribute node's ``output``."""
+
+    def source(tree: bpy.types.NodeTree) -> bpy.types.NodeSocket:
+        node = tree.nodes.new("ShaderNodeAttribute")
+        node.attribute_type = "GEOMETRY"
+        node.attribute_name = name
+        return node.outputs[output]
+
+    return source
+
+
+def _camera_normal(tree: bpy.types.NodeTree) -> bpy.types.NodeSocket:
+    geometry = tree.nodes.new("ShaderNodeNewGeometry")
+    to_camera = tree.nodes.new("ShaderNodeVectorTransform")
+    to_camera.vector_type = "NORMAL"
+    to_camera.convert_from, to_camera.convert_to = "WORLD", "CAMERA"
+    tree.links.new(geometry.outputs["Normal"], to_camera.inputs["Vector"])
+    return to_camera.outputs["Vector"]
+
+
+def _view_depth(tree: bpy.types.NodeTree) -> bpy.types.NodeSocket:
+    return tree.nodes.new("ShaderNodeCameraData").outputs["View Z Depth"]
+
+
+def _uv(tree: bpy.types.NodeTree) -> bpy.types.NodeSocket:
+    return tree.nodes.new("ShaderNodeTexCoord").outputs["UV"]
+
+
+def _constant(tree: bpy.types.NodeTree) -> None:
+    return None
+
+
+REGION_PASS = EmissionPass(REGION_MATERIAL, _attribute(REGION_ATTRIBUTE, "Fac"), scale=REGION_SCALE)
+MOTION_PASS = EmissionPass(MOTION_MATERIAL, _attribute(MOTION_ATTRIBUTE, "Vector"), offset=MOTION_OFFSET)
+ALBEDO_PASS = EmissionPass(ALBEDO_MATERIAL, _attribute(ALBEDO_ATTRIBUTE, "Vector"))
+NORMAL_PASS = EmissionPass(NORMAL_MATERIAL, _camera_normal, offset=SIGNED_OFFSET)
+DEPTH_PASS = EmissionPass(DEPTH_MATERIAL, _view_depth)
+UV_PASS = EmissionPass(UV_MATERIAL, _uv, offset=SIGNED_OFFSET)
+ALPHA_PASS = EmissionPass(ALPHA_MATERIAL, _constant, offset=1.0, exact=False)
+PassRenderer = Callable[[bpy.types.Scene, RigObjects, int, Path], "np.ndarray | None"]
+EXTRA_RENDERERS: dict[str, PassRenderer] = {
+    "albedo": albedo_pass,
+    "normal": normal_pass,
+    "depth": depth_pass,
+    "motion": motion_pass,
+    "uv": uv_pass,
+    "alpha": alpha_pass,
+}
+
+
+def _base_color(material: bpy.types.Material | None) -> tuple[float, float, float]:
+    """The linear base colour of a material: its Principled BSDF's "Base Color" where nothing is linked
+    to it, else its viewport colour (a textured base colour is not evaluated)."""
+    if material is None:
+        return DEFAULT_BASE_COLOR
+    for node in material.node_tree.nodes if material.node_tree else ():
+        if node.type == "BSDF_PRINCIPLED" and not node.inputs["Base Color"].is_linked:
+            red, green, blue, _ = node.inputs["Base Color"].default_value
+            return red, green, blue
+    red, green, blue, _ = material.diffuse_color
+    return red, green, blue
+
+
+def _set_vector_attribute(data: bpy.types.Mesh, name: str, domain: str, values: np.ndarray) -> None:
+    """Write (N, 3) ``values`` into the FLOAT_VECTOR attribute ``name`` on ``domain``, made if missing."""
+    attribute = data.attributes.get(name)
+    if attribute is None or attribute.domain != domain or attribute.data_type != "FLOAT_VECTOR":
+        if attribute is not None:
+            data.attributes.remove(attribute)
+        attribute = data.attributes.new(name, "FLOAT_VECTOR", domain)
+    attribute.data.foreach_set("vector", np.ascontiguousarray(values, dtype=np.float32).ravel())
+    data.update()
 
 
 def _projected_vertices(scene: bpy.types.Scene, mesh_object: bpy.types.Object) -> np.ndarray:
@@ -149,27 +326,23 @@ def _render_exr(scene: bpy.types.Scene, path: Path) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _emission_render_settings(scene: bpy.types.Scene, material: bpy.types.Material) -> Iterator[None]:
-    """One-sample, unfiltered emission-only render with ``material`` on everything; restores it all after.
+def _emission_render_settings(
+    scene: bpy.types.Scene, material: bpy.types.Material, exact: bool = True
+) -> Iterator[None]:
+    """Emission-only render with ``material`` on everything and a transparent film; restores it all after.
 
-    One sample at each pixel centre with a negligible filter gives the exact attribute value there (no
-    anti-aliased mixtures)."""
+    ``exact``: one sample at each pixel centre with a negligible filter, which gives the exact value there
+    (no anti-aliased mixtures); otherwise the scene's own samples and pixel filter."""
     view_layer = scene.view_layers[0]
     cycles = scene.cycles
-    saved = {
-        "samples": cycles.samples,
-        "use_denoising": cycles.use_denoising,
-        "use_adaptive_sampling": cycles.use_adaptive_sampling,
-        "filter_width": cycles.filter_width,
-        "max_bounces": cycles.max_bounces,
-    }
+    changes = {"use_denoising": False, "max_bounces": 0, "film_exposure": 1.0}
+    if exact:
+        changes |= {"samples": 1, "use_adaptive_sampling": False, "filter_width": 0.01}
+    saved = {name: getattr(cycles, name) for name in changes}
     saved_override = view_layer.material_override
     saved_transparent = scene.render.film_transparent
-    cycles.samples = 1
-    cycles.use_denoising = False
-    cycles.use_adaptive_sampling = False
-    cycles.filter_width = 0.01
-    cycles.max_bounces = 0
+    for name, value in changes.items():
+        setattr(cycles, name, value)
     view_layer.material_override = material
     scene.render.film_transparent = True
     try:
@@ -181,40 +354,25 @@ def _emission_render_settings(scene: bpy.types.Scene, material: bpy.types.Materi
         scene.render.film_transparent = saved_transparent
 
 
-def region_material() -> bpy.types.Material:
-    """Emission material whose strength is ``REGION_SCALE * region`` label of each face."""
-    return _attribute_emission(REGION_MATERIAL, REGION_ATTRIBUTE, "Fac", "Strength", REGION_SCALE)
-
-
-def motion_material() -> bpy.types.Material:
-    """Emission material whose colour is the per-vertex motion attribute (interpolated over each face)."""
-    return _attribute_emission(MOTION_MATERIAL, MOTION_ATTRIBUTE, "Vector", "Color", 1.0)
-
-
-def _attribute_emission(
-    name: str, attribute_name: str, attribute_output: str, emission_input: str, scale: float
-) -> bpy.types.Material:
-    """An emission material (made once, then reused by name) showing a geometry attribute: its
-    ``attribute_output`` times ``scale`` drives the emission's ``emission_input``; the other input is 1."""
-    material = bpy.data.materials.get(name)
-    if material is not None:
-        return material
-    material = bpy.data.materials.new(name)
+def _emission_material(spec: EmissionPass) -> bpy.types.Material:
+    """The override material of ``spec`` (found by name, its nodes rebuilt): emission colour
+    ``scale * source + offset`` at strength 1."""
+    material = bpy.data.materials.get(spec.material) or bpy.data.materials.new(spec.material)
     if material.node_tree is None:  # Blender < 5.0 creates materials without nodes
         material.use_nodes = True
-    nodes, links = material.node_tree.nodes, material.node_tree.links
-    nodes.clear()
-    attribute = nodes.new("ShaderNodeAttribute")
-    attribute.attribute_type = "GEOMETRY"
-    attribute.attribute_name = attribute_name
-    scaled = nodes.new("ShaderNodeVectorMath" if attribute_output == "Vector" else "ShaderNodeMath")
-    scaled.operation = "SCALE" if attribute_output == "Vector" else "MULTIPLY"
-    scaled.inputs[3 if attribute_output == "Vector" else 1].default_value = scale
-    emission = nodes.new("ShaderNodeEmission")
-    emission.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
+    tree = material.node_tree
+    tree.nodes.clear()
+    affine = tree.nodes.new("ShaderNodeVectorMath")
+    affine.operation = "MULTIPLY_ADD"
+    affine.inputs[0].default_value = (0.0, 0.0, 0.0)
+    affine.inputs[1].default_value = (spec.scale,) * 3
+    affine.inputs[2].default_value = (spec.offset,) * 3
+    source = spec.source(tree)
+    if source is not None:
+        tree.links.new(source, affine.inputs[0])
+    emission = tree.nodes.new("ShaderNodeEmission")
     emission.inputs["Strength"].default_value = 1.0
-    output = nodes.new("ShaderNodeOutputMaterial")
-    links.new(attribute.outputs[attribute_output], scaled.inputs[0])
-    links.new(scaled.outputs[0], emission.inputs[emission_input])
-    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    output = tree.nodes.new("ShaderNodeOutputMaterial")
+    tree.links.new(affine.outputs[0], emission.inputs["Color"])
+    tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
     return material
