@@ -21,7 +21,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -251,7 +251,7 @@ class Refiner:
                 with torch.no_grad():
                     start = self.encoder(frame.crop.target)
             schedule = cfg.schedule(cfg.preview_steps, cfg.lr_warm if warm else cfg.lr)
-            weights = LossWeights(**{**vars(cfg.weights), "perceptual": 0.0})  # speed over fidelity
+            weights = replace(cfg.weights, perceptual=0.0)  # speed over fidelity
         else:
             steps = cfg.steps_warm if warm else cfg.steps_first
             schedule = cfg.schedule(steps, cfg.lr_warm if warm else cfg.lr)
