@@ -10,7 +10,7 @@ import bpy
 
 import rigs
 
-from . import live
+from . import live, operators, preferences, preview
 from .names import SETTINGS_PROP
 from .ui import (
     RIGSTYLE_OT_randomise_params,
@@ -40,11 +40,13 @@ def _menu_add(self: bpy.types.Menu, context: bpy.types.Context) -> None:
 
 
 classes = (
+    *preferences.classes,
     RIGSTYLE_PG_rig_settings,
     RIGSTYLE_OT_add_demo_head,
     RIGSTYLE_OT_reset_params,
     RIGSTYLE_OT_randomise_params,
     RIGSTYLE_PT_rig,
+    *operators.classes,
 )
 
 
@@ -52,12 +54,16 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     setattr(bpy.types.Object, SETTINGS_PROP, bpy.props.PointerProperty(type=RIGSTYLE_PG_rig_settings))
+    operators.register_properties()
     bpy.types.VIEW3D_MT_add.append(_menu_add)
     live.install_handlers()
 
 
 def unregister() -> None:
     live.uninstall_handlers()
+    preview.close_session()
+    preferences.stop_local_backends()
+    operators.unregister_properties()
     bpy.types.VIEW3D_MT_add.remove(_menu_add)
     delattr(bpy.types.Object, SETTINGS_PROP)
     for cls in reversed(classes):

@@ -19,9 +19,10 @@ from pathlib import Path
 import bpy
 
 import rigs
-from neural_backend.client import BackendError, Client
 
 from .animation import keyframe_demo_animation
+from .backend_errors import ShotError
+from .connection import BackendSettings
 from .rig_builder import RigObjects, build_rig
 from .scene_setup import add_camera_and_lights, configure_render
 from .shot import render_refined_shot
@@ -67,12 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     progress(f"scene built and saved to {out / 'scene.blend'} ({scene_seconds:.1f} s)")
 
     frames = list(range(1, args.frames + 1))
+    settings = BackendSettings(address=args.backend, frame_timeout=args.timeout)
     try:
-        with Client(args.backend, timeout=args.timeout) as client:
-            result = render_refined_shot(
-                bpy.context.scene, objects, client, frames, out, args.shot, progress, args.timeout
-            )
-    except BackendError as exc:
+        result = render_refined_shot(bpy.context.scene, objects, settings, frames, out, args.shot, progress)
+    except ShotError as exc:
         print(f"[rigstyle] error: {exc}", file=sys.stderr, flush=True)
         return 1
     report = {

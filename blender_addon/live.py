@@ -27,6 +27,7 @@ on first use, so a reopened .blend works as soon as the handlers are installed (
 
 from __future__ import annotations
 
+import atexit
 import uuid
 from dataclasses import dataclass, field
 
@@ -309,10 +310,17 @@ _HANDLERS = (
 
 
 def install_handlers() -> None:
-    """Add the persistent handlers once (replacing copies from an earlier import of this module)."""
+    """Add the persistent handlers once (replacing copies from an earlier import of this module).
+
+    They are also removed at interpreter exit: the bpy 4.2 module segfaults on exit while a Python
+    function is still in ``bpy.app.handlers`` (exit code -11 after a successful script); 5.0 does not, and
+    removing them there is harmless.
+    """
     uninstall_handlers()
     for event, handler in _HANDLERS:
         getattr(bpy.app.handlers, event).append(handler)
+    atexit.unregister(uninstall_handlers)  # once, however often this is called
+    atexit.register(uninstall_handlers)
 
 
 def uninstall_handlers() -> None:

@@ -16,7 +16,11 @@ DEPTH_MATERIAL = "RigStyle Depth"  # emission material used as the depth pass ov
 UV_MATERIAL = "RigStyle UV"  # emission material used as the uv pass override
 ALPHA_MATERIAL = "RigStyle Coverage"  # emission material used as the alpha (coverage) pass override
 COMPOSITOR_GROUP = "RigStyle Compositor"
-REFINED_IMAGE = "RigStyle Refined"
+REFINED_IMAGE = "RigStyle Refined"  # image (and compositor node) of the refined frame sequence
+PLAIN_IMAGE = "RigStyle Plain Render"  # image (and compositor node) of the plain render (beauty) sequence
+REFINED_SWITCH = "RigStyle Refined Switch"  # compositor Switch node: on shows refined, off the plain render
+PREVIOUS_COMPOSITOR_PROP = "rigstyle_previous_compositor"  # scene custom property: what wiring replaced
+PREVIEW_IMAGE = "RigStyle Preview"  # image the live preview writes into
 CORRECTIVE_KEY = "pose_correctives"  # shape key (value 1) rewritten on every frame with the pose correctives
 # The live-rig arrays live in a Text datablock that no object uses, so the depsgraph never copies them.
 LIVE_DATA_PROP = "rigstyle_live_data"  # mesh data custom property: name of its live-data Text datablock

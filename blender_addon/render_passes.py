@@ -1,15 +1,16 @@
 """Render one frame's passes headless and collect them as :class:`neural_backend.passes.FramePasses`.
 
-``beauty`` is a Cycles render written as float EXR (linear RGB). Every other pass is one more Cycles render
-with an emission material override whose colour is ``scale * value + offset`` (the offset keeps signed
+``beauty`` is a render (Cycles or Eevee) written as float EXR (linear RGB). Every other pass is one more
+render with an emission material override whose colour is ``scale * value + offset`` (the offset keeps signed
 values positive), read back from a float EXR. Most are exact: one sample at each pixel centre and a
 negligible pixel filter, so a pixel carries the value of the one surface point seen at its centre (no
 anti-aliased mixtures) and 0 (depth: +inf) where no rig is seen:
 
 - ``region``: the rig's per-face region label.
-- ``motion`` (pixel flow to the previous frame): every vertex of the deformed mesh carries the offset from
-  its projection in this frame to its projection in the previous frame (each with that frame's camera),
-  interpolated over the surface.
+- ``motion`` (pixel flow to the previous frame): Blender's Vector pass (:mod:`.vector_pass`), so camera
+  motion and every object count; 0 where only the world is seen. :func:`rig_motion_pass` computes it from
+  the rig alone (the offset of every deformed vertex from its projection in this frame to its projection in
+  the previous frame, interpolated over the surface), the reference the Vector pass is tested against.
 - ``albedo``: the linear base colour of each face's material (its Principled BSDF's unlinked "Base Color",
   else its viewport colour), written as a face attribute at render time.
 - ``normal``: the shading normal in OpenCV camera axes (x right, y down, z forward), unit length.
@@ -54,10 +55,14 @@ from .names import (
 )
 from .rig_builder import RigObjects
 from .rig_params import read_params
+from .vector_pass import render_previous_flow
 
 REGION_SCALE = 0.1  # emission value per label; labels 0..6 stay far apart after float round trips
 MOTION_OFFSET = 4096.0  # added to the pixel offsets so the emission stays positive (float32: ~1e-4 px steps)
-SIGNED_OFFSET = 64.0  # added to normals and UVs so the emission stays positive (float32: ~4e-6 steps)
+UNIT_OFFSET = 2.0  # added to unit normals: positive, and exact to ~1e-3 even in Eevee's half-float film
+SIGNED_OFFSET = 64.0  # added to UVs so the emission stays positive (float32: ~4e-6 steps)
+EEVEE_ENGINES = ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT")  # 5.0 / 4.2-4.5 ids of the same engine
+EXACT_FILTER = 0.01  # pixel filter width (px) of exact renders: the pixel-centre sample alone
 DEFAULT_BASE_COLOR = (0.8, 0.8, 0.8)  # what Cycles shows on faces without a material
 # Cycles' camera space looks down +z with +y up; OpenCV's looks down +z with +y down.
 CYCLES_CAMERA_TO_OPENCV = np.array([1.0, -1.0, 1.0], dtype=np.float32)
@@ -151,8 +156,20 @@ def landmark_points(objects: RigObjects) -> np.ndarray:
 
 
 def motion_pass(scene: bpy.types.Scene, objects: RigObjects, frame: int, exr_path: Path) -> np.ndarray:
-    """(H, W, 2) float32 pixel flow from ``frame`` to ``frame - 1``: the rig point seen at pixel centre p
-    was at p + flow[p] in the previous frame. 0 where no rig is seen. Leaves the scene at ``frame``."""
+    """(H, W, 2) float32 pixel flow from ``frame`` to ``frame - 1``: the point seen at pixel centre p was at
+    p + flow[p] in the previous frame, for the rig, other objects and camera motion alike (Blender's
+    Vector pass, one exact render); 0 where only the world is seen. Leaves the scene at ``frame``."""
+    scene.frame_set(frame)
+    with _emission_render_settings(scene, _emission_material(COVERAGE_PASS), exact=True):
+        return render_previous_flow(scene, exr_path)
+
+
+def rig_motion_pass(scene: bpy.types.Scene, objects: RigObjects, frame: int, exr_path: Path) -> np.ndarray:
+    """(H, W, 2) float32 pixel flow from ``frame`` to ``frame - 1`` from the rig's geometry alone: the rig
+    point seen at pixel centre p was at p + flow[p] in the previous frame (each frame with its camera).
+    0 where no rig is seen, which is right only for what does not move on screen. The reference for
+    :func:`motion_pass`; exact with Cycles' float film only (Eevee's half-float film rounds the offset
+    emission to ~2 px). Leaves the scene at ``frame``."""
     scene.frame_set(frame - 1)
     before = _projected_vertices(scene, objects.mesh)
     scene.frame_set(frame)
@@ -256,10 +273,11 @@ def _constant(tree: bpy.types.NodeTree) -> None:
 REGION_PASS = EmissionPass(REGION_MATERIAL, _attribute(REGION_ATTRIBUTE, "Fac"), scale=REGION_SCALE)
 MOTION_PASS = EmissionPass(MOTION_MATERIAL, _attribute(MOTION_ATTRIBUTE, "Vector"), offset=MOTION_OFFSET)
 ALBEDO_PASS = EmissionPass(ALBEDO_MATERIAL, _attribute(ALBEDO_ATTRIBUTE, "Vector"))
-NORMAL_PASS = EmissionPass(NORMAL_MATERIAL, _camera_normal, offset=SIGNED_OFFSET)
+NORMAL_PASS = EmissionPass(NORMAL_MATERIAL, _camera_normal, offset=UNIT_OFFSET)
 DEPTH_PASS = EmissionPass(DEPTH_MATERIAL, _view_depth)
 UV_PASS = EmissionPass(UV_MATERIAL, _uv, offset=SIGNED_OFFSET)
 ALPHA_PASS = EmissionPass(ALPHA_MATERIAL, _constant, offset=1.0, exact=False)
+COVERAGE_PASS = EmissionPass(ALPHA_MATERIAL, _constant, offset=1.0)  # cheapest material: for the Vector pass
 PassRenderer = Callable[[bpy.types.Scene, RigObjects, int, Path], "np.ndarray | None"]
 EXTRA_RENDERERS: dict[str, PassRenderer] = {
     "albedo": albedo_pass,
@@ -320,8 +338,16 @@ def _evaluated_mesh(mesh_object: bpy.types.Object) -> tuple[np.ndarray, np.ndarr
 
 
 def _render_exr(scene: bpy.types.Scene, path: Path) -> np.ndarray:
+    """Render the scene itself to a float EXR: compositor and sequencer are bypassed (a compositor wired to
+    refined frames would otherwise replace the render), and restored after."""
     set_render_output(scene, str(path), "OPEN_EXR", "32", "RGBA")
-    bpy.ops.render.render(write_still=True)
+    render = scene.render
+    saved = render.use_compositing, render.use_sequencer
+    render.use_compositing = render.use_sequencer = False
+    try:
+        bpy.ops.render.render(write_still=True)
+    finally:
+        render.use_compositing, render.use_sequencer = saved
     return load_pixels(path)
 
 
@@ -334,24 +360,47 @@ def _emission_render_settings(
     ``exact``: one sample at each pixel centre with a negligible filter, which gives the exact value there
     (no anti-aliased mixtures); otherwise the scene's own samples and pixel filter."""
     view_layer = scene.view_layers[0]
-    cycles = scene.cycles
-    changes = {"use_denoising": False, "max_bounces": 0, "film_exposure": 1.0}
-    if exact:
-        changes |= {"samples": 1, "use_adaptive_sampling": False, "filter_width": 0.01}
-    saved = {name: getattr(cycles, name) for name in changes}
-    saved_override = view_layer.material_override
-    saved_transparent = scene.render.film_transparent
-    for name, value in changes.items():
-        setattr(cycles, name, value)
-    view_layer.material_override = material
-    scene.render.film_transparent = True
+    changes = _engine_changes(scene, exact) + [
+        (view_layer, "material_override", material),
+        (scene.render, "film_transparent", True),
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in changes]
     try:
+        for owner, name, value in changes:
+            setattr(owner, name, value)
         yield
     finally:
-        for name, value in saved.items():
-            setattr(cycles, name, value)
-        view_layer.material_override = saved_override
-        scene.render.film_transparent = saved_transparent
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+
+
+def _engine_changes(scene: bpy.types.Scene, exact: bool) -> list[tuple[object, str, object]]:
+    """(owner, setting, value) for an emission-only render with the scene's engine; ``exact``: one sample
+    at the pixel centre and a negligible pixel filter.
+
+    Raises:
+        ValueError: the engine is neither Cycles nor Eevee (override materials need one of them).
+    """
+    engine = scene.render.engine
+    if engine == "CYCLES":
+        cycles = scene.cycles
+        changes: list[tuple[object, str, object]] = [
+            (cycles, "use_denoising", False),
+            (cycles, "max_bounces", 0),
+            (cycles, "film_exposure", 1.0),
+        ]
+        if exact:
+            changes += [
+                (cycles, "samples", 1),
+                (cycles, "use_adaptive_sampling", False),
+                (cycles, "filter_width", EXACT_FILTER),
+            ]
+        return changes
+    if engine in EEVEE_ENGINES:  # Eevee has no bounces or denoiser to switch off for emission
+        if not exact:
+            return []
+        return [(scene.eevee, "taa_render_samples", 1), (scene.render, "filter_size", EXACT_FILTER)]
+    raise ValueError(f"render engine {engine!r}: the passes need Cycles or Eevee")
 
 
 def _emission_material(spec: EmissionPass) -> bpy.types.Material:

@@ -56,7 +56,7 @@ def import_sequence(
     sequence = resample(sequence, scene_fps(scene))
     frames = frame_start + np.arange(sequence.num_frames, dtype=np.float64)
 
-    armature = _channelbag(objects.armature)
+    armature = _fcurves(objects.armature)
     quats = continuous_quaternions(quaternions_from_rotvecs(sequence.pose))  # (T, J, 4)
     for joint, name in enumerate(joints):
         path = f'pose.bones["{name}"].rotation_quaternion'
@@ -66,7 +66,7 @@ def import_sequence(
     for component in range(3):
         _write_fcurve(armature, root_path, component, frames, sequence.transl[:, component], joints[0])
 
-    keys = _channelbag(objects.mesh.data.shape_keys)
+    keys = _fcurves(objects.mesh.data.shape_keys)
     betas = sequence.betas if sequence.betas.ndim == 2 else sequence.betas[None]
     beta_frames = frames if sequence.betas.ndim == 2 else frames[:1]
     for index, key in enumerate(betas_keys[: betas.shape[1]]):
@@ -123,18 +123,49 @@ def export_sequence(
     )
 
 
-def _channelbag(owner: bpy.types.ID) -> bpy.types.ActionChannelbag:
-    """The F-curve container of ``owner``'s action slot, creating animation data, action and slot."""
+def _fcurves(owner: bpy.types.ID) -> bpy.types.bpy_prop_collection:
+    """The F-curve collection animating ``owner``, creating animation data, action (and slot) as needed.
+
+    Blender 4.4+ (slotted actions; 5.0 has nothing else): the F-curves live in the channelbag of
+    ``animation_data.action_slot``. Blender 4.2 and 4.3 have no ``AnimData.action_slot``; the F-curves are
+    the action's own ``action.fcurves`` (and ``bpy_extras.anim_utils`` lacks the channelbag helpers).
+    Detected on the RNA, so one code path serves both.
+    """
     animation = owner.animation_data or owner.animation_data_create()
     if animation.action is None:
         animation.action = bpy.data.actions.new(f"{owner.name} Action")
+    if not hasattr(animation, "action_slot"):
+        return animation.action.fcurves
     if animation.action_slot is None:
         animation.action_slot = animation.action.slots.new(id_type=owner.id_type, name=owner.name)
-    return anim_utils.action_ensure_channelbag_for_slot(animation.action, animation.action_slot)
+    return anim_utils.action_ensure_channelbag_for_slot(animation.action, animation.action_slot).fcurves
+
+
+def _existing_fcurves(owner: bpy.types.ID) -> bpy.types.bpy_prop_collection | None:
+    """The F-curve collection animating ``owner`` (see :func:`_fcurves`), or None; creates nothing."""
+    animation = owner.animation_data
+    if animation is None or animation.action is None:
+        return None
+    if not hasattr(animation, "action_slot"):  # Blender < 4.4
+        return animation.action.fcurves
+    if animation.action_slot is None:
+        return None
+    channelbag = anim_utils.action_get_channelbag_for_slot(animation.action, animation.action_slot)
+    return channelbag.fcurves if channelbag is not None else None
+
+
+def _new_fcurve(
+    fcurves: bpy.types.bpy_prop_collection, data_path: str, index: int, group: str
+) -> bpy.types.FCurve:
+    """``fcurves.new`` in ``group``: the keyword is ``group_name`` on a channelbag (Blender 4.4+) and
+    ``action_group`` on a legacy ``Action.fcurves`` (4.2, 4.3); read from the function's RNA parameters."""
+    parameters = fcurves.bl_rna.functions["new"].parameters
+    keyword = "group_name" if "group_name" in parameters else "action_group"
+    return fcurves.new(data_path, index=index, **{keyword: group})
 
 
 def _write_fcurve(
-    channelbag: bpy.types.ActionChannelbag,
+    fcurves: bpy.types.bpy_prop_collection,
     data_path: str,
     index: int,
     frames: np.ndarray,
@@ -142,10 +173,10 @@ def _write_fcurve(
     group: str,
 ) -> None:
     """Replace the F-curve ``data_path[index]`` with linear keys ``values`` at ``frames``."""
-    existing = channelbag.fcurves.find(data_path, index=index)
+    existing = fcurves.find(data_path, index=index)
     if existing is not None:
-        channelbag.fcurves.remove(existing)
-    fcurve = channelbag.fcurves.new(data_path, index=index, group_name=group)
+        fcurves.remove(existing)
+    fcurve = _new_fcurve(fcurves, data_path, index, group)
     points = fcurve.keyframe_points
     points.add(len(frames))
     points.foreach_set("co", np.stack([frames, values], axis=1).astype(np.float32).ravel())
@@ -157,11 +188,8 @@ def _channel(
     owner: bpy.types.ID, data_path: str, index: int, frames: np.ndarray, current: float
 ) -> np.ndarray:
     """Values of ``data_path[index]`` at ``frames`` from its F-curve, or ``current`` when it has none."""
-    animation = owner.animation_data
-    fcurve = None
-    if animation is not None and animation.action is not None and animation.action_slot is not None:
-        channelbag = anim_utils.action_get_channelbag_for_slot(animation.action, animation.action_slot)
-        fcurve = channelbag.fcurves.find(data_path, index=index) if channelbag is not None else None
+    fcurves = _existing_fcurves(owner)
+    fcurve = fcurves.find(data_path, index=index) if fcurves is not None else None
     if fcurve is None:
         return np.full(len(frames), float(current))
     return np.array([fcurve.evaluate(float(f)) for f in frames])

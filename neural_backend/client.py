@@ -94,6 +94,7 @@ class ProgressEvent:
 
 OnProgress = Callable[[ProgressEvent], None]
 OnResult = Callable[[RefinedFrame], None]
+Cancelled = Callable[[], bool]  # polled while waiting; True cancels the request
 
 
 @dataclass(frozen=True)
@@ -267,10 +268,13 @@ class Client:
         on_progress: OnProgress | None = None,
         pti: bool | None = None,
         end_shot: bool = True,
+        cancelled: Cancelled | None = None,
     ) -> RefinedShot:
         """Refine the frames already sent with :meth:`add_frame` (see :meth:`refine_shot`).
 
         For a caller that uploads each frame as soon as it is rendered, then asks for the shot.
+        ``cancelled`` is polled while waiting; once it returns True the request is cancelled and this
+        raises ``BackendError`` with code ``cancelled`` (the shot's frames stay held on the backend).
         """
         fields: dict[str, Any] = {"shot": shot}
         if pti is not None:
@@ -282,7 +286,7 @@ class Client:
             if on_result is not None:
                 on_result(frame)
 
-        reply = self.request(Message(REFINE_SHOT, fields=fields), timeout, on_progress, collect)
+        reply = self.request(Message(REFINE_SHOT, fields=fields), timeout, on_progress, collect, cancelled)
         if end_shot:
             self.end_shot(shot)
         metrics = {str(k): float(v) for k, v in dict(reply.fields.get("metrics", {})).items()}
@@ -352,17 +356,21 @@ class Client:
         timeout: float | None = None,
         on_progress: OnProgress | None = None,
         on_result: OnResult | None = None,
+        cancelled: Cancelled | None = None,
     ) -> Message:
         """Send ``message`` with a fresh id and return the matching reply; error replies raise.
 
-        ``frame_result`` events for it (``refine_shot``) go to ``on_result``."""
+        ``frame_result`` events for it (``refine_shot``) go to ``on_result``. ``cancelled`` is polled
+        every 50 ms while waiting: once it returns True, a ``cancel`` for the request is sent (once) and the
+        server's ``cancelled`` error reply raises as usual."""
         timeout = self.timeout if timeout is None else timeout
         if on_progress is not None:
             message = message.replace(progress=True)
         for attempt in range(2):
             request_id = self.send(message, timeout)
+            tick = None if cancelled is None else self._canceller(request_id, cancelled)
             try:
-                return self.wait(request_id, timeout, on_progress, on_result=on_result)
+                return self.wait(request_id, timeout, on_progress, tick, on_result)
             except BackendError as exc:
                 if exc.code != ERR_SHM_UNAVAILABLE or attempt:
                     raise
@@ -462,6 +470,18 @@ class Client:
             return np.array(array)
         array.flags.writeable = False
         return array
+
+    def _canceller(self, request_id: int, cancelled: Cancelled) -> Callable[[], None]:
+        """A ``wait`` tick that sends one ``cancel`` for ``request_id`` once ``cancelled()`` is True."""
+        sent = False
+
+        def tick() -> None:
+            nonlocal sent
+            if not sent and cancelled():
+                sent = True
+                self.send(Message(CANCEL, fields={"target": request_id}))
+
+        return tick
 
     def _reply_area(self, segment_id: str) -> memoryview:
         if self._segment is None or segment_id != self._segment.info.segment:

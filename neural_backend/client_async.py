@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .client import DEFAULT_ADDRESS, BackendError, Client, with_mode
 from .passes import FramePasses, RefinedFrame
-from .protocol import CANCEL, ERR_CANCELLED, Message
+from .protocol import ERR_CANCELLED
 
 
 @dataclass(frozen=True)
@@ -91,23 +91,14 @@ class PreviewClient:
             self._client.close()
 
     def _refine(self, number: int, passes: FramePasses) -> PreviewResult | None:
-        try:
-            request_id = self._client.send(with_mode(passes.to_message(), self.mode))
-        except BackendError as exc:
-            return PreviewResult(number, error=exc)
-        cancelled = False
-
-        def supersede() -> None:  # runs every 50 ms while waiting: a newer submission cancels this one
-            nonlocal cancelled
-            if not cancelled and (self._pending is not None or self._closed):
-                cancelled = True
-                self._client.send(Message(CANCEL, fields={"target": request_id}))
+        def superseded() -> bool:  # a newer submission (or closing) cancels this one
+            return self._pending is not None or self._closed
 
         try:
-            reply = self._client.wait(request_id, tick=supersede)
+            reply = self._client.request(with_mode(passes.to_message(), self.mode), cancelled=superseded)
             return PreviewResult(number, frame=RefinedFrame.from_message(reply))
         except BackendError as exc:
-            if exc.code == ERR_CANCELLED and cancelled:
+            if exc.code == ERR_CANCELLED and superseded():
                 return None  # superseded: nobody wants it
             return PreviewResult(number, error=exc)
 

@@ -52,6 +52,10 @@ def small_passes(frame: int = 1, shot: str = "s", size: int = 16) -> FramePasses
     )
 
 
+# `rigstyle serve` options for a real backend that answers in seconds here: a 32 px generator, few steps.
+FAST_BACKEND = ("--gan-resolution", "32", "--shot-steps", "20", "--preview-steps", "2", "--threads", "1")
+
+
 @dataclass
 class BackendProcess:
     """A running ``rigstyle serve`` subprocess."""

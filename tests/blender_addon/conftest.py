@@ -6,12 +6,21 @@ This folder is on ``sys.path`` for its fixture module ``synthetic_rig``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import bpy
 import pytest
+from serving_helpers import FAST_BACKEND, BackendProcess, backend_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="session")
+def backend() -> Iterator[BackendProcess]:
+    """``rigstyle serve`` as a subprocess, shared by the tests that talk to a backend."""
+    with backend_process(*FAST_BACKEND) as process:
+        yield process
 
 
 @pytest.fixture(autouse=True)

@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 import pytest
 from cli_helpers import run_rigstyle
+from PIL import Image
+from serving_helpers import BackendProcess
 
 from neural_backend.addon_build import PLATFORM_TAGS
 from neural_backend.cli import addon_build
@@ -61,6 +64,45 @@ print(json.dumps({
     "demo": sorted(demo),
     "new_objects": sorted(o.name for o in set(bpy.data.objects) - before),
     "torch_loaded": "torch" in sys.modules,
+}))
+"""
+
+
+# Acceptance: argv = zip, folder with only bpy and numpy, backend address, output folder. The installed
+# extension builds the demo rig and renders a refined shot headless, then reports what it finds.
+RENDER_SCRIPT = """
+import importlib, json, sys
+sys.path.append(sys.argv[2])
+import bpy
+
+bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True)
+module = "bl_ext.user_default.rigstyle"
+bpy.context.preferences.addons[module].preferences.address = sys.argv[3]
+for obj in list(bpy.data.objects):  # the factory startup's cube, camera and light
+    bpy.data.objects.remove(obj)
+
+import rigs
+animation, compositor, operators, scene_setup = (
+    importlib.import_module(f"{module}.{name}")
+    for name in ("animation", "compositor", "operators", "scene_setup")
+)
+scene = bpy.context.scene
+assert bpy.ops.rigstyle.add_demo_head() == {"FINISHED"}
+objects = operators.find_rig(bpy.context)
+scene_setup.configure_render(scene, 96, 96, 1)
+scene_setup.add_camera_and_lights(scene, rigs.demo_head(), objects)
+scene.frame_start, scene.frame_end = 1, 3
+animation.keyframe_demo_animation(objects, 1, 3)
+scene.render.filepath = sys.argv[4] + "/"
+result = bpy.ops.rigstyle.render_shot(shot="installed")
+tree = scene.compositing_node_group if hasattr(scene, "compositing_node_group") else scene.node_tree
+print(json.dumps({
+    "result": sorted(result),
+    "wired": compositor.is_wired(scene),
+    "switch": compositor.refined_switch(scene),
+    "nodes": sorted(n.bl_idname for n in tree.nodes),
+    "images": sorted(n.image.filepath for n in tree.nodes if n.bl_idname == "CompositorNodeImage"),
+    "output": scene.render.filepath,
 }))
 """
 
@@ -120,7 +162,9 @@ def test_cli_platform_choices_match_the_builder() -> None:
     assert list(option.type.choices) == list(PLATFORM_TAGS)
 
 
-def test_installs_and_runs_in_blender_from_its_own_wheels(built: Path, tmp_path: Path) -> None:
+def run_in_clean_blender(script: str, tmp_path: Path, *args: str) -> dict[str, Any]:
+    """Run ``script`` in a fresh interpreter that sees only bpy and numpy (argv[2] is their folder), with
+    Blender's user resources in ``tmp_path/blender_user``; returns the JSON of its last output line."""
     only_blender = tmp_path / "only_blender"  # bpy and numpy, nothing else of the virtual environment
     only_blender.mkdir()
     for name in ("bpy", "numpy", "numpy.libs"):
@@ -129,11 +173,16 @@ def test_installs_and_runs_in_blender_from_its_own_wheels(built: Path, tmp_path:
     resources = tmp_path / "blender_user"
     env = {"BLENDER_USER_RESOURCES": str(resources), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", INSTALL_SCRIPT, str(built), str(only_blender)],
-        capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL,
+        [sys.executable, "-I", "-S", "-c", script, args[0], str(only_blender), *args[1:]],
+        capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-4000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_installs_and_runs_in_blender_from_its_own_wheels(built: Path, tmp_path: Path) -> None:
+    report = run_in_clean_blender(INSTALL_SCRIPT, tmp_path, str(built))
+    resources = tmp_path / "blender_user"
 
     extension = resources / "extensions"
     assert report["install"] == ["FINISHED"] and report["enabled"]
@@ -145,6 +194,29 @@ def test_installs_and_runs_in_blender_from_its_own_wheels(built: Path, tmp_path:
     assert report["demo"] == ["FINISHED"]
     assert {"RigStyle Demo Head Mesh", "RigStyle Demo Head Armature"} <= set(report["new_objects"])
     assert not report["torch_loaded"]
+
+
+def test_installed_extension_renders_a_refined_shot_into_the_compositor(
+    built: Path, backend: BackendProcess, tmp_path: Path
+) -> None:
+    """The acceptance path: the built zip installed and enabled in a clean Blender, the demo rig built,
+    Render Refined Shot run headless against a real backend process."""
+    render = tmp_path / "render"
+    report = run_in_clean_blender(RENDER_SCRIPT, tmp_path, str(built), backend.address, str(render))
+    assert report["result"] == ["FINISHED"]
+    assert report["wired"] and report["switch"] is True
+    nodes = report["nodes"]
+    assert nodes.count("CompositorNodeImage") == 2 and "CompositorNodeSwitch" in nodes
+    assert "CompositorNodeRLayers" not in nodes, "compositing reads the sequences, it does not re-render"
+    shot = render / "rigstyle_installed"
+    assert sorted(Path(p).name for p in report["images"]) == ["beauty_0001.exr", "frame_0001.png"]
+    assert report["output"] == f"{render}/", "the scene's own output path is restored"
+    for frame in (1, 2, 3):
+        composite = np.asarray(Image.open(shot / "composite" / f"frame_{frame:04d}.png").convert("RGB"))
+        refined = np.asarray(Image.open(shot / "refined" / f"frame_{frame:04d}.png").convert("RGB"))
+        assert composite.shape == (96, 96, 3)
+        assert np.abs(composite.astype(int) - refined.astype(int)).max() <= 1
+        assert np.load(shot / "passes" / f"frame_{frame:04d}.npz")["motion"].shape == (96, 96, 2)
 
 
 def test_missing_output_parent_is_a_user_error(tmp_path: Path) -> None:

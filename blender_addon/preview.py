@@ -1,0 +1,193 @@
+"""Live preview: refine the current frame in the backend's fast preview mode and show it in an Image Editor.
+
+The passes render on the main thread (Blender's renderer lives there); the backend round trip runs on the
+worker thread of a :class:`neural_backend.client_async.PreviewClient`, where the newest request wins (an
+older unsent one is dropped, an older one in flight is cancelled). Results are taken on the main thread:
+
+- in the GUI, by :func:`tick`, which a ``bpy.app.timers`` timer runs while a preview is pending or auto
+  mode is on; in auto mode it also requests a new preview whenever the frame or a rig parameter changed;
+- in background mode, where timers never fire, by :meth:`PreviewSession.wait`, which blocks.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from neural_backend.client import BackendTimeout
+from neural_backend.client_async import PreviewClient, PreviewResult
+from neural_backend.passes import RefinedFrame
+
+from .connection import BackendSettings
+from .names import PREVIEW_IMAGE
+from .render_passes import render_frame_passes
+from .rig_builder import RigObjects
+from .rig_params import read_params
+
+TICK_SECONDS = 0.2  # how often the GUI timer looks for results and changes
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    """A submitted preview: its number (newest wins) and the frame it shows."""
+
+    number: int
+    frame: int
+
+
+class PreviewSession:
+    """Preview requests of one Blender session to one backend."""
+
+    def __init__(self, settings: BackendSettings, scale: float = 1.0):
+        self.settings = settings
+        self.scale = scale  # share of the scene's render size the preview renders at
+        self.client = PreviewClient(settings.address, settings.token, settings.frame_timeout)
+        self.requests: list[PreviewRequest] = []
+        self.shown: PreviewResult | None = None  # the newest result taken
+        self.signature: bytes | None = None  # frame and rig parameters of the newest request
+        self._passes_dir = Path(tempfile.mkdtemp(prefix="rigstyle-preview-"))
+
+    @property
+    def pending(self) -> bool:
+        """Whether a submitted request has no result taken yet."""
+        newest = self.requests[-1].number if self.requests else 0
+        return self.shown is None and newest > 0 or (self.shown is not None and self.shown.number < newest)
+
+    def request(self, scene: bpy.types.Scene, objects: RigObjects) -> PreviewRequest:
+        """Render the current frame's passes (at ``scale``) and submit them; returns at once."""
+        frame = scene.frame_current
+        saved = scene.render.resolution_percentage
+        scene.render.resolution_percentage = max(1, round(saved * self.scale))
+        try:
+            passes = render_frame_passes(scene, objects, frame, "preview", self._passes_dir, passes=())
+        finally:
+            scene.render.resolution_percentage = saved
+        self.signature = signature(scene, objects)
+        request = PreviewRequest(self.client.submit(passes), frame)
+        self.requests.append(request)
+        return request
+
+    def take(self) -> PreviewResult | None:
+        """The newest result not taken yet, shown in the preview image; None when nothing new arrived."""
+        result = self.client.poll()
+        if result is None:
+            return None
+        self.shown = result
+        if result.frame is not None:
+            show(result.frame)
+        return result
+
+    def wait(self, timeout: float | None = None) -> PreviewResult:
+        """Block until the newest request's result arrives (background mode) and show it.
+
+        Raises:
+            BackendTimeout: nothing arrived within ``timeout`` (default: the per-frame timeout).
+        """
+        timeout = self.settings.frame_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while self.pending:
+            self.take()
+            if not self.pending:
+                break
+            if time.monotonic() > deadline:
+                raise BackendTimeout(self.settings.address, timeout, "the preview")
+            time.sleep(0.02)
+        assert self.shown is not None
+        return self.shown
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def signature(scene: bpy.types.Scene, objects: RigObjects) -> bytes:
+    """What a preview depends on that animators change: the frame and the rig's parameters."""
+    params = read_params(objects)
+    values = [np.asarray([scene.frame_current], np.float32)] + [params[k].ravel() for k in sorted(params)]
+    return np.concatenate(values).astype(np.float32).tobytes()
+
+
+def show(refined: RefinedFrame) -> bpy.types.Image:
+    """Write the refined frame (linear RGB) into the preview image and show it in every Image Editor."""
+    height, width = refined.image.shape[:2]
+    image = bpy.data.images.get(PREVIEW_IMAGE)
+    if image is None or tuple(image.size) != (width, height):
+        if image is not None:
+            bpy.data.images.remove(image)
+        image = bpy.data.images.new(PREVIEW_IMAGE, width, height, alpha=False, float_buffer=True)
+    rgba = np.ones((height, width, 4), dtype=np.float32)
+    rgba[..., :3] = refined.image
+    image.pixels.foreach_set(rgba[::-1].ravel())
+    image.update()
+    for window in bpy.context.window_manager.windows:  # none in background mode
+        for area in window.screen.areas:
+            if area.type == "IMAGE_EDITOR":
+                area.spaces.active.image = image
+                area.tag_redraw()
+    return image
+
+
+# ---- the session of this Blender instance and the GUI timer --------------------------------------------
+
+_state: dict[str, PreviewSession | None] = {"session": None}
+
+
+def session(settings: BackendSettings, scale: float = 1.0) -> PreviewSession:
+    """This Blender session's preview session for ``settings`` (a new one when the settings changed)."""
+    current = _state["session"]
+    if current is not None and current.settings == settings:
+        current.scale = scale
+        return current
+    if current is not None:
+        current.close()
+    _state["session"] = PreviewSession(settings, scale)
+    return _state["session"]  # type: ignore[return-value]
+
+
+def close_session() -> None:
+    current = _state["session"]
+    if current is not None:
+        current.close()
+    _state["session"] = None
+    if bpy.app.timers.is_registered(_timer):
+        bpy.app.timers.unregister(_timer)
+
+
+def tick(scene: bpy.types.Scene, objects: RigObjects | None, auto: bool) -> PreviewResult | None:
+    """One look: take a finished result; in ``auto`` mode, request a preview if the frame or a rig
+    parameter changed since the last request. Returns the result taken, if any."""
+    current = _state["session"]
+    if current is None:
+        return None
+    result = current.take()
+    if auto and objects is not None and signature(scene, objects) != current.signature:
+        current.request(scene, objects)
+    return result
+
+
+def ensure_timer() -> None:
+    """Start the GUI timer (it stops itself when nothing is pending and auto mode is off)."""
+    if not bpy.app.background and not bpy.app.timers.is_registered(_timer):
+        bpy.app.timers.register(_timer, first_interval=TICK_SECONDS, persistent=True)
+
+
+def _timer() -> float | None:
+    from .operators import find_rig  # the operators module imports this one
+
+    context = bpy.context
+    auto = bool(getattr(context.window_manager, "rigstyle_preview_auto", False))
+    try:
+        result = tick(context.scene, find_rig(context), auto)
+    except Exception as exc:  # a render that failed must not kill the timer: say so, keep previewing
+        context.window_manager.rigstyle_preview_status = f"preview failed: {exc}"
+        result = None
+    if result is not None and result.error is not None:
+        context.window_manager.rigstyle_preview_status = f"preview failed: {result.error.message}"
+    elif result is not None and result.frame is not None:
+        context.window_manager.rigstyle_preview_status = f"frame {result.frame.frame} previewed"
+    current = _state["session"]
+    return TICK_SECONDS if auto or (current is not None and current.pending) else None
