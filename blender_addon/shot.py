@@ -41,6 +41,7 @@ from .render_passes import render_frame_passes
 from .rig_builder import RigObjects
 
 Report = Callable[[str], None]
+DROP_TIMEOUT = 10.0  # seconds the worker waits for the backend to drop a failed shot's frames
 
 
 class Stage(enum.Enum):
@@ -264,7 +265,7 @@ class ShotJob:
         finally:
             if not refined:
                 with contextlib.suppress(BackendError):
-                    client.end_shot(self.shot, timeout=1.0)
+                    client.end_shot(self.shot, timeout=DROP_TIMEOUT)
             client.close()
 
     def _on_progress(self, event: ProgressEvent) -> None:

@@ -116,8 +116,9 @@ class EchoHandler:
             fields = {"shot": shot, "frame": passes.frame, "metrics": {"seconds": self.delay_s}}
             tensors = {"image": passes.beauty, "gan": passes.beauty[:8, :8]}
             if not emit(Message(FRAME_RESULT, message.id, fields, tensors)):
-                self.held.restore(frames)
+                self.held.restore(shot, frames)
                 return error_message(message.id, ERR_CANCELLED, f"shot {shot!r} cancelled")
+        self.held.done(shot)
         with self._lock:
             self._shots.add(shot)
             self.handled += len(frames)

@@ -188,8 +188,9 @@ class Backend:
                 frames, self._state(shot), pti=pti, on_step=_step_events(emit), on_frame=send_frame
             )
         except BaseException:
-            self.held.restore(frames)  # nothing is lost: fix a frame (add_frame again) and retry
+            self.held.restore(shot, frames)  # nothing is lost: fix a frame (add_frame again) and retry
             raise
+        self.held.done(shot)
         fields = {
             "shot": shot,
             "frames": result.frames,

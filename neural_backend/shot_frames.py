@@ -4,7 +4,8 @@ A joint shot refinement needs every frame of the shot before it can start, so cl
 message at a time (each message stays within the size limits) and then ask for the shot. Held frames
 are bounded per shot and in total; what does not fit is refused with ``too_large`` and nothing held is
 dropped. Frames a failed or cancelled refinement took are put back, so the client can fix the one bad
-frame (an ``add_frame`` with the same number replaces it) and ask again.
+frame (an ``add_frame`` with the same number replaces it) and ask again; not when the client ended the shot
+meanwhile (a cancel is answered at once, before the refinement has stopped and put its frames back).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class ShotFrames:
         self._shots: dict[str, OrderedDict[int, FramePasses]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
+        self._out: dict[str, int] = {}  # shot -> refinements holding its frames taken
+        self._ended: set[str] = set()  # shots ended while their frames were taken
 
     def add(self, passes: FramePasses) -> int:
         """Hold a copy of ``passes`` (replacing a held frame with the same number); returns the shot's count.
@@ -93,22 +96,45 @@ class ShotFrames:
             if not frames:
                 raise PassError(f"shot: {shot!r} holds no frames; send them with add_frame first")
             self._bytes -= sum(passes_bytes(p) for p in frames.values())
+            self._out[shot] = self._out.get(shot, 0) + 1
         return [frames[number] for number in sorted(frames)]
 
-    def restore(self, frames: list[FramePasses]) -> None:
-        """Put taken frames back (after a failure); frames added again meanwhile win."""
-        for passes in frames:
-            with self._lock:
-                held = self._shots.setdefault(passes.shot, OrderedDict())
+    def restore(self, shot: str, frames: list[FramePasses]) -> None:
+        """Put frames :meth:`take` returned back (after a failure), unless the shot was dropped meanwhile;
+        frames added again meanwhile win."""
+        with self._lock:
+            if self._back(shot):
+                return
+            held = self._shots.setdefault(shot, OrderedDict())
+            for passes in frames:
                 if passes.frame not in held:
                     held[passes.frame] = passes
                     self._bytes += passes_bytes(passes)
 
+    def done(self, shot: str) -> None:
+        """The frames :meth:`take` returned were refined and are not coming back."""
+        with self._lock:
+            self._back(shot)
+
     def drop(self, shot: str) -> None:
+        """Forget the shot's held frames, and those a running refinement took (they are not put back)."""
         with self._lock:
             frames = self._shots.pop(shot, None)
             if frames:
                 self._bytes -= sum(passes_bytes(p) for p in frames.values())
+            if shot in self._out:
+                self._ended.add(shot)
+
+    def _back(self, shot: str) -> bool:
+        """Under the lock: one taken set of ``shot`` is back; True if the shot was dropped while out."""
+        count = self._out.get(shot, 0) - 1
+        ended = shot in self._ended
+        if count > 0:
+            self._out[shot] = count
+        else:
+            self._out.pop(shot, None)
+            self._ended.discard(shot)
+        return ended
 
     def count(self) -> int:
         """Frames held over all shots."""

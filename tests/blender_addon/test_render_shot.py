@@ -8,6 +8,7 @@ compositor as it was.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def test_busy_backend_and_cancel(slow_backend: BackendProcess, tmp_path: Path) -
 
     # Cancel (what Esc does in the GUI): the refinement stops and nothing is wired.
     job = ShotJob(scene, rig, settings, [1, 2], tmp_path / "cancelled", "cancelled", report=lambda _: None)
-    while job.step(wait=0.1) and job._step_fraction == 0:  # until the backend reports optimisation steps
+    while job.step(wait=0.1) and job.progress <= 1 / 3:  # passes are a third: until optimisation steps
         pass
     assert job.stage is Stage.REFINE
     job.cancel()
@@ -149,7 +150,7 @@ def test_busy_backend_and_cancel(slow_backend: BackendProcess, tmp_path: Path) -
             health = client.health()
             if health["queue"]["running"] == 0 and health["held_frames"] == 0:
                 break
-            job._worker.join(0.1)
+            time.sleep(0.1)
         assert health["queue"]["running"] == 0 and health["held_frames"] == 0
 
     # Busy: another client's never-ending shot runs and one more waits, so the queue is full.
