@@ -25,7 +25,7 @@ filter as the beauty render, so it is fractional only along silhouettes. Landmar
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +53,7 @@ from .names import (
     REGION_MATERIAL,
     UV_MATERIAL,
 )
+from .overrides import Setting, temporarily
 from .rig_builder import RigObjects
 from .rig_params import read_params
 from .vector_pass import render_previous_flow
@@ -341,40 +342,26 @@ def _render_exr(scene: bpy.types.Scene, path: Path) -> np.ndarray:
     """Render the scene itself to a float EXR: compositor and sequencer are bypassed (a compositor wired to
     refined frames would otherwise replace the render), and restored after."""
     set_render_output(scene, str(path), "OPEN_EXR", "32", "RGBA")
-    render = scene.render
-    saved = render.use_compositing, render.use_sequencer
-    render.use_compositing = render.use_sequencer = False
-    try:
+    with temporarily([(scene.render, "use_compositing", False), (scene.render, "use_sequencer", False)]):
         bpy.ops.render.render(write_still=True)
-    finally:
-        render.use_compositing, render.use_sequencer = saved
     return load_pixels(path)
 
 
-@contextlib.contextmanager
 def _emission_render_settings(
     scene: bpy.types.Scene, material: bpy.types.Material, exact: bool = True
-) -> Iterator[None]:
+) -> contextlib.AbstractContextManager[None]:
     """Emission-only render with ``material`` on everything and a transparent film; restores it all after.
 
     ``exact``: one sample at each pixel centre with a negligible filter, which gives the exact value there
     (no anti-aliased mixtures); otherwise the scene's own samples and pixel filter."""
     view_layer = scene.view_layers[0]
-    changes = _engine_changes(scene, exact) + [
-        (view_layer, "material_override", material),
-        (scene.render, "film_transparent", True),
-    ]
-    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in changes]
-    try:
-        for owner, name, value in changes:
-            setattr(owner, name, value)
-        yield
-    finally:
-        for owner, name, value in saved:
-            setattr(owner, name, value)
+    return temporarily(
+        _engine_changes(scene, exact)
+        + [(view_layer, "material_override", material), (scene.render, "film_transparent", True)]
+    )
 
 
-def _engine_changes(scene: bpy.types.Scene, exact: bool) -> list[tuple[object, str, object]]:
+def _engine_changes(scene: bpy.types.Scene, exact: bool) -> list[Setting]:
     """(owner, setting, value) for an emission-only render with the scene's engine; ``exact``: one sample
     at the pixel centre and a negligible pixel filter.
 
@@ -384,7 +371,7 @@ def _engine_changes(scene: bpy.types.Scene, exact: bool) -> list[tuple[object, s
     engine = scene.render.engine
     if engine == "CYCLES":
         cycles = scene.cycles
-        changes: list[tuple[object, str, object]] = [
+        changes: list[Setting] = [
             (cycles, "use_denoising", False),
             (cycles, "max_bounces", 0),
             (cycles, "film_exposure", 1.0),

@@ -21,6 +21,7 @@ import bpy
 import numpy as np
 
 from .images import load_pixels, set_render_output
+from .overrides import temporarily
 
 VECTOR_GROUP = "RigStyle Vector Pass"  # temporary compositor node group (Blender 5.0+)
 VECTOR_NODE = "RigStyle Vector Pass"  # temporary Render Layers node (Blender 4.x, in the user's tree)
@@ -46,23 +47,18 @@ def render_previous_flow(scene: bpy.types.Scene, exr_path: Path) -> np.ndarray:
     return (pixels[..., :2] * PREVIOUS_FRAME_SIGN).astype(np.float32)
 
 
-@contextlib.contextmanager
-def _vector_settings(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer) -> Iterator[None]:
+def _vector_settings(
+    scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer
+) -> contextlib.AbstractContextManager[None]:
     """Vector pass on, motion blur off, compositing on, sequencer off; all restored after."""
-    changes = [
-        (view_layer, "use_pass_vector", True),
-        (scene.render, "use_motion_blur", False),
-        (scene.render, "use_compositing", True),
-        (scene.render, "use_sequencer", False),
-    ]
-    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in changes]
-    try:
-        for owner, name, value in changes:
-            setattr(owner, name, value)
-        yield
-    finally:
-        for owner, name, value in saved:
-            setattr(owner, name, value)
+    return temporarily(
+        [
+            (view_layer, "use_pass_vector", True),
+            (scene.render, "use_motion_blur", False),
+            (scene.render, "use_compositing", True),
+            (scene.render, "use_sequencer", False),
+        ]
+    )
 
 
 @contextlib.contextmanager
