@@ -7,6 +7,7 @@ Headless scripts that import the add-on's modules without enabling it get the de
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,7 +110,7 @@ def start_local_backend(settings: BackendSettings) -> LocalBackend:
         raise ValueError(f"backend command {settings.command!r}: {exc}") from None
     if not command:
         raise ValueError("the backend command is empty; set it in the RigStyle preferences")
-    if command[0] == "rigstyle" and not _on_path("rigstyle"):
+    if command[0] == "rigstyle" and shutil.which("rigstyle") is None:
         command = [sys.executable, "-m", "neural_backend", *command[1:]]
     log = Path(tempfile.mkdtemp(prefix="rigstyle-backend-")) / "backend.log"
     with log.open("wb") as out:
@@ -121,9 +122,3 @@ def start_local_backend(settings: BackendSettings) -> LocalBackend:
         except OSError as exc:
             raise OSError(f"cannot start the backend command {command[0]!r}: {exc.strerror}") from None
     return LocalBackend(process, command, log)
-
-
-def _on_path(program: str) -> bool:
-    import shutil
-
-    return shutil.which(program) is not None

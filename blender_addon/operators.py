@@ -17,31 +17,17 @@ from neural_backend.client import BackendError
 from . import preview
 from .backend_errors import ShotError, explain
 from .connection import backend_settings
-from .names import PREVIEW_IMAGE, RIG_NAME_PROP
+from .names import PREVIEW_IMAGE
 from .preferences import draw_health
-from .rig_builder import RigObjects
 from .shot import ShotJob, ShotResult, run_shot
-from .ui import active_rig
+from .ui import context_rig
 
 PROGRESS_STEPS = 1000
 
 
-def find_rig(context: bpy.types.Context) -> RigObjects | None:
-    """The active object's rig, else the scene's first rig."""
-    rig = active_rig(context)
-    if rig is not None or context.scene is None:
-        return rig
-    for armature in context.scene.objects:
-        if armature.type == "ARMATURE" and RIG_NAME_PROP in armature:
-            meshes = [c for c in armature.children if c.type == "MESH" and c.data.shape_keys is not None]
-            if meshes:
-                return RigObjects(armature=armature, mesh=meshes[0])
-    return None
-
-
 def _can_render(context: bpy.types.Context) -> bool:
     """A scene with a camera and a rig."""
-    return context.scene is not None and context.scene.camera is not None and find_rig(context) is not None
+    return context.scene is not None and context.scene.camera is not None and context_rig(context) is not None
 
 
 def shot_folder(scene: bpy.types.Scene, shot: str, out_dir: str = "") -> Path:
@@ -138,7 +124,7 @@ class RIGSTYLE_OT_render_shot(bpy.types.Operator):
 
     def _start(self, context: bpy.types.Context) -> ShotJob | None:
         scene = context.scene
-        rig = find_rig(context)
+        rig = context_rig(context)
         if rig is None:
             self.report({"ERROR"}, "No RigStyle rig in the scene: add one (Add > RigStyle Demo Head)")
             return None
@@ -171,7 +157,7 @@ class RIGSTYLE_OT_preview(bpy.types.Operator):
         return _can_render(context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        rig = find_rig(context)
+        rig = context_rig(context)
         assert rig is not None
         settings = backend_settings(context)
         session = preview.session(settings, _preview_scale(context))

@@ -28,6 +28,7 @@ from .names import PREVIEW_IMAGE
 from .render_passes import render_frame_passes
 from .rig_builder import RigObjects
 from .rig_params import read_params
+from .ui import context_rig
 
 TICK_SECONDS = 0.2  # how often the GUI timer looks for results and changes
 
@@ -50,13 +51,13 @@ class PreviewSession:
         self.requests: list[PreviewRequest] = []
         self.shown: PreviewResult | None = None  # the newest result taken
         self.signature: bytes | None = None  # frame and rig parameters of the newest request
-        self._passes_dir = Path(tempfile.mkdtemp(prefix="rigstyle-preview-"))
+        self.passes_dir = Path(tempfile.mkdtemp(prefix="rigstyle-preview-"))
 
     @property
     def pending(self) -> bool:
         """Whether a submitted request has no result taken yet."""
         newest = self.requests[-1].number if self.requests else 0
-        return self.shown is None and newest > 0 or (self.shown is not None and self.shown.number < newest)
+        return newest > (self.shown.number if self.shown is not None else 0)
 
     def request(self, scene: bpy.types.Scene, objects: RigObjects) -> PreviewRequest:
         """Render the current frame's passes (at ``scale``) and submit them; returns at once."""
@@ -64,7 +65,7 @@ class PreviewSession:
         saved = scene.render.resolution_percentage
         scene.render.resolution_percentage = max(1, round(saved * self.scale))
         try:
-            passes = render_frame_passes(scene, objects, frame, "preview", self._passes_dir, passes=())
+            passes = render_frame_passes(scene, objects, frame, "preview", self.passes_dir, passes=())
         finally:
             scene.render.resolution_percentage = saved
         self.signature = signature(scene, objects)
@@ -133,26 +134,29 @@ def show(refined: RefinedFrame) -> bpy.types.Image:
 
 # ---- the session of this Blender instance and the GUI timer --------------------------------------------
 
-_state: dict[str, PreviewSession | None] = {"session": None}
+_current: list[PreviewSession] = []  # this Blender session's preview session, once made
+
+
+def current_session() -> PreviewSession | None:
+    return _current[0] if _current else None
 
 
 def session(settings: BackendSettings, scale: float = 1.0) -> PreviewSession:
     """This Blender session's preview session for ``settings`` (a new one when the settings changed)."""
-    current = _state["session"]
+    current = current_session()
     if current is not None and current.settings == settings:
         current.scale = scale
         return current
-    if current is not None:
-        current.close()
-    _state["session"] = PreviewSession(settings, scale)
-    return _state["session"]  # type: ignore[return-value]
+    close_session()
+    _current.append(PreviewSession(settings, scale))
+    return _current[0]
 
 
 def close_session() -> None:
-    current = _state["session"]
-    if current is not None:
+    """Close the preview session (its worker and connection) and stop the GUI timer."""
+    for current in _current:
         current.close()
-    _state["session"] = None
+    _current.clear()
     if bpy.app.timers.is_registered(_timer):
         bpy.app.timers.unregister(_timer)
 
@@ -160,7 +164,7 @@ def close_session() -> None:
 def tick(scene: bpy.types.Scene, objects: RigObjects | None, auto: bool) -> PreviewResult | None:
     """One look: take a finished result; in ``auto`` mode, request a preview if the frame or a rig
     parameter changed since the last request. Returns the result taken, if any."""
-    current = _state["session"]
+    current = current_session()
     if current is None:
         return None
     result = current.take()
@@ -176,12 +180,10 @@ def ensure_timer() -> None:
 
 
 def _timer() -> float | None:
-    from .operators import find_rig  # the operators module imports this one
-
     context = bpy.context
     auto = bool(getattr(context.window_manager, "rigstyle_preview_auto", False))
     try:
-        result = tick(context.scene, find_rig(context), auto)
+        result = tick(context.scene, context_rig(context), auto)
     except Exception as exc:  # a render that failed must not kill the timer: say so, keep previewing
         context.window_manager.rigstyle_preview_status = f"preview failed: {exc}"
         result = None
@@ -189,5 +191,5 @@ def _timer() -> float | None:
         context.window_manager.rigstyle_preview_status = f"preview failed: {result.error.message}"
     elif result is not None and result.frame is not None:
         context.window_manager.rigstyle_preview_status = f"frame {result.frame.frame} previewed"
-    current = _state["session"]
+    current = current_session()
     return TICK_SECONDS if auto or (current is not None and current.pending) else None

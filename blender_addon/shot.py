@@ -102,6 +102,7 @@ class ShotJob:
         self.status = "starting"
         self._rendered = self._refined = self._composited = 0
         self._step_fraction = 0.0  # progress of the optimisation, 0..1
+        self._refine_started = 0.0  # perf_counter when the last frame's passes were sent
         self._uploads: queue.Queue[FramePasses | None] = queue.Queue()
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._cancel = threading.Event()

@@ -12,7 +12,7 @@ import numpy as np
 
 from .names import EXPRESSION_KEY_PREFIX, RIG_NAME_PROP, SETTINGS_PROP, SHAPE_KEY_PREFIX
 from .rig_builder import RigObjects
-from .rig_params import joint_names, shape_keys
+from .rig_params import find_rig, joint_names, shape_keys
 
 GROUPS = (  # (identifier, label, description)
     ("IDENTITY", "Identity", "Shape (betas) keys"),
@@ -43,6 +43,17 @@ def active_rig(context: bpy.types.Context) -> RigObjects | None:
         return None
     meshes = [c for c in armature.children if c.type == "MESH" and c.data.shape_keys is not None]
     return RigObjects(armature=armature, mesh=meshes[0]) if meshes else None
+
+
+def context_rig(context: bpy.types.Context) -> RigObjects | None:
+    """The active object's rig, else the scene's first rig, else None."""
+    rig = active_rig(context)
+    if rig is not None or context.scene is None:
+        return rig
+    try:
+        return find_rig(context.scene)
+    except LookupError:
+        return None
 
 
 def _group_keys(objects: RigObjects, group: str) -> list[bpy.types.ShapeKey]:

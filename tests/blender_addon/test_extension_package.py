@@ -82,13 +82,12 @@ for obj in list(bpy.data.objects):  # the factory startup's cube, camera and lig
     bpy.data.objects.remove(obj)
 
 import rigs
-animation, compositor, operators, scene_setup = (
-    importlib.import_module(f"{module}.{name}")
-    for name in ("animation", "compositor", "operators", "scene_setup")
+animation, compositor, scene_setup, ui = (
+    importlib.import_module(f"{module}.{name}") for name in ("animation", "compositor", "scene_setup", "ui")
 )
 scene = bpy.context.scene
 assert bpy.ops.rigstyle.add_demo_head() == {"FINISHED"}
-objects = operators.find_rig(bpy.context)
+objects = ui.context_rig(bpy.context)
 scene_setup.configure_render(scene, 96, 96, 1)
 scene_setup.add_camera_and_lights(scene, rigs.demo_head(), objects)
 scene.frame_start, scene.frame_end = 1, 3

@@ -15,8 +15,8 @@ from blender_addon import preview
 from blender_addon.connection import BackendSettings
 from blender_addon.demo_job import build_demo_scene
 from blender_addon.names import EXPRESSION_KEY_PREFIX, PREVIEW_IMAGE
-from blender_addon.operators import find_rig
 from blender_addon.rig_params import shape_keys
+from blender_addon.ui import context_rig
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 SIZE = 96
@@ -48,14 +48,14 @@ def test_preview_operator_shows_the_refined_frame_with_the_cgi_skin(
         bpy.context.window_manager.rigstyle_preview_scale = 100
         scene.frame_set(2)
         assert bpy.ops.rigstyle.preview() == {"FINISHED"}  # background mode: it waits for the result
-        session = preview._state["session"]
+        session = preview.current_session()
         assert session is not None and [r.frame for r in session.requests] == [2]
     finally:
         addon_utils.disable("blender_addon", default_set=True)
-    assert preview._state["session"] is None, "disabling the add-on closes the preview session"
+    assert preview.current_session() is None, "disabling the add-on closes the preview session"
 
     shown = preview_pixels()
-    passes = np.load(session._passes_dir / "frame_0002.npz")
+    passes = np.load(session.passes_dir / "frame_0002.npz")
     beauty, skin = passes["beauty"], passes["region"] == 1
     inner = skin.copy()  # the skin eroded by 4 px, beyond the blend's feather
     for shift in range(1, 5):
@@ -69,7 +69,7 @@ def test_preview_operator_shows_the_refined_frame_with_the_cgi_skin(
 def test_newest_request_wins_and_auto_mode_follows_changes(
     backend: BackendProcess, scene: bpy.types.Scene
 ) -> None:
-    rig = find_rig(bpy.context)
+    rig = context_rig(bpy.context)
     assert rig is not None
     session = preview.session(BackendSettings(address=backend.address, frame_timeout=60), scale=0.5)
     for frame in (1, 2, 3):

@@ -23,10 +23,10 @@ from blender_addon.connection import BackendSettings
 from blender_addon.demo_job import build_demo_scene
 from blender_addon.images import load_pixels
 from blender_addon.names import REFINED_SWITCH
-from blender_addon.operators import find_rig
 from blender_addon.render_passes import render_frame_passes
 from blender_addon.rig_builder import RigObjects
 from blender_addon.shot import ShotJob, Stage
+from blender_addon.ui import context_rig
 from neural_backend.client import Client
 from neural_backend.passes import FramePasses
 from neural_backend.ports import free_port
@@ -93,7 +93,7 @@ def test_render_shot_refines_writes_and_wires_the_compositor(
     np.testing.assert_allclose(plain, beauty, atol=2.5 / 255)
 
     # Passes rendered while the compositor is wired are still the scene's own render, not the composite.
-    again = render_frame_passes(scene, find_rig(bpy.context), 2, "again", tmp_path / "again", passes=())
+    again = render_frame_passes(scene, context_rig(bpy.context), 2, "again", tmp_path / "again", passes=())
     np.testing.assert_allclose(again.beauty, np.load(shot / "passes" / "frame_0002.npz")["beauty"], atol=1e-6)
 
 
@@ -111,7 +111,7 @@ def test_a_rejected_frame_is_named_and_nothing_is_wired(
 ) -> None:
     addon.address = backend.address
     scene = bpy.context.scene
-    armature = find_rig(bpy.context).armature
+    armature = context_rig(bpy.context).armature
     for frame, scale in ((1, 1.0), (2, 1e-6), (3, 1.0)):  # frame 2: the face collapses to a point
         armature.scale = (scale,) * 3
         armature.keyframe_insert("scale", frame=frame)
@@ -121,6 +121,18 @@ def test_a_rejected_frame_is_named_and_nothing_is_wired(
     assert not list(tmp_path.rglob("refined/*.png"))
     with Client(backend.address) as client:
         assert client.health()["held_frames"] == 0, "the failed shot's frames were dropped"
+
+
+def test_a_blender_side_failure_stops_the_shot_and_names_it(
+    backend: BackendProcess, addon: bpy.types.AddonPreferences, tmp_path: Path
+) -> None:
+    addon.address = backend.address
+    scene = bpy.context.scene
+    scene.camera.data.type = "ORTHO"  # passes need a perspective camera
+    with pytest.raises(RuntimeError, match="only perspective cameras are supported"):
+        bpy.ops.rigstyle.render_shot()
+    assert not is_wired(scene) and compositor(scene) is None
+    assert scene.render.filepath == f"{tmp_path / 'render'}/"
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +145,7 @@ def slow_backend() -> Iterator[BackendProcess]:
 def test_busy_backend_and_cancel(slow_backend: BackendProcess, tmp_path: Path) -> None:
     settings = BackendSettings(address=slow_backend.address, frame_timeout=60)
     scene = demo_scene(tmp_path)
-    rig = find_rig(bpy.context)
+    rig = context_rig(bpy.context)
     assert rig is not None
 
     # Cancel (what Esc does in the GUI): the refinement stops and nothing is wired.
