@@ -39,6 +39,7 @@ from .protocol import (
     decode,
     encode,
 )
+from .saved_state import SavedShotState
 from .shm import Segment, SegmentInfo, host_id, layout, pack
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:7557"
@@ -103,6 +104,7 @@ class RefinedShot:
 
     frames: list[RefinedFrame]
     metrics: dict[str, float]
+    state: SavedShotState | None = None  # the shot's state after its last frame, when asked for
 
 
 class Client:
@@ -269,16 +271,21 @@ class Client:
         pti: bool | None = None,
         end_shot: bool = True,
         cancelled: Cancelled | None = None,
+        return_state: bool = False,
     ) -> RefinedShot:
         """Refine the frames already sent with :meth:`add_frame` (see :meth:`refine_shot`).
 
         For a caller that uploads each frame as soon as it is rendered, then asks for the shot.
         ``cancelled`` is polled while waiting; once it returns True the request is cancelled and this
         raises ``BackendError`` with code ``cancelled`` (the shot's frames stay held on the backend).
+        ``return_state``: also return the shot's state after its last frame (``RefinedShot.state``), which
+        :meth:`set_shot_state` gives to any backend running the same generator.
         """
         fields: dict[str, Any] = {"shot": shot}
         if pti is not None:
             fields["pti"] = pti
+        if return_state:
+            fields["return_state"] = True
         refined: list[RefinedFrame] = []
 
         def collect(frame: RefinedFrame) -> None:
@@ -290,7 +297,13 @@ class Client:
         if end_shot:
             self.end_shot(shot)
         metrics = {str(k): float(v) for k, v in dict(reply.fields.get("metrics", {})).items()}
-        return RefinedShot(frames=refined, metrics=metrics)
+        state = None
+        if return_state and "state_frame" in reply.fields:
+            try:
+                state = SavedShotState.from_message(reply)
+            except ProtocolError as exc:
+                raise BackendError("bad_reply", f"the shot state in the reply is malformed: {exc}") from None
+        return RefinedShot(frames=refined, metrics=metrics, state=state)
 
     def stream_shot(
         self,
@@ -327,6 +340,10 @@ class Client:
         """Cancel one of this connection's requests; True if the server still had it."""
         reply = self.request(Message(CANCEL, fields={"target": request_id}), timeout=timeout)
         return bool(reply.fields.get("found"))
+
+    def set_shot_state(self, state: SavedShotState, timeout: float | None = None) -> None:
+        """Continue ``state.shot`` from a saved state (:meth:`refine_held_shot`, this or another backend)."""
+        self.request(state.to_message(), timeout)
 
     def end_shot(self, shot: str, timeout: float | None = None) -> None:
         """Tell the backend a shot is finished so it can drop the shot's temporal state."""

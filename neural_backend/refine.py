@@ -42,6 +42,7 @@ from .inversion import CropFrame, LossWeights, Schedule, StepCallback, invert_sh
 from .losses import PerceptualLoss, make_perceptual
 from .motion import crop_flow, flow_valid, latent_drift, masked_psnr, temporal_warp_error, warp_previous
 from .passes import FramePasses, RefinedFrame
+from .saved_state import SavedShotState
 from .stylegan2 import Discriminator, Generator
 
 if TYPE_CHECKING:
@@ -136,6 +137,35 @@ class Previous:
     gan: torch.Tensor  # (1, 3, s, s) the generator's output in [-1, 1]
     region: torch.Tensor  # (1, 1, H, W) float labels
     composite: torch.Tensor  # (1, 3, H, W) the refined frame, linear
+
+    def to_saved(self, shot: str, generator: str) -> SavedShotState:
+        """As plain arrays, to move the shot to another backend or keep it on disk."""
+        return SavedShotState(
+            shot=shot,
+            frame=self.frame,
+            generator=generator,
+            latent=self.latent[0].detach().cpu().numpy(),
+            gan=self.gan[0].detach().cpu().numpy(),
+            region=self.region[0, 0].detach().cpu().numpy(),
+            composite=self.composite[0].detach().cpu().numpy(),
+            quad=self.quad,
+            matrix=self.matrix,
+        )
+
+    @classmethod
+    def from_saved(cls, saved: SavedShotState, device: str | torch.device) -> Previous:
+        def tensor(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.array(array)).unsqueeze(0).to(device)
+
+        return cls(
+            frame=saved.frame,
+            quad=np.array(saved.quad),
+            matrix=np.array(saved.matrix),
+            latent=tensor(saved.latent),
+            gan=tensor(saved.gan),
+            region=tensor(saved.region).unsqueeze(0),
+            composite=tensor(saved.composite),
+        )
 
 
 @dataclass
@@ -393,6 +423,20 @@ class Refiner:
             metrics=shot_metrics(frame_metrics, time.perf_counter() - start_time),
             frame_metrics=frame_metrics,
         )
+
+    def restore(self, saved: SavedShotState) -> Previous:
+        """A saved shot state as this refiner's ``Previous``.
+
+        Raises:
+            RefineError: the state was made for a generator of another shape.
+        """
+        latent, resolution = tuple(saved.latent.shape), saved.gan.shape[-1]
+        if (1, *latent) != self._latent_shape or resolution != self.generator.img_resolution:
+            raise RefineError(
+                f"the saved state of shot {saved.shot!r} has latent {list(latent)} at {resolution} px; this "
+                f"generator needs {list(self._latent_shape[1:])} at {self.generator.img_resolution} px"
+            )
+        return Previous.from_saved(saved, self.device)
 
     # ---- shared steps ----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ stops the server.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -40,6 +41,7 @@ from .protocol import (
     error_message,
 )
 from .refine import MODES, RefineConfig, RefineError, Refiner, ShotState, check_face
+from .saved_state import SET_SHOT_STATE, SavedShotState
 from .shot_frames import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAMES, ShotFrames
 from .stylegan2 import Discriminator, Generator
 
@@ -83,7 +85,7 @@ class Backend:
     """
 
     work_types = frozenset({REFINE_FRAME, REFINE_PARAMS, REFINE_SHOT})
-    control_types = frozenset({ADD_FRAME})
+    control_types = frozenset({ADD_FRAME, SET_SHOT_STATE})
 
     def __init__(
         self,
@@ -97,8 +99,11 @@ class Backend:
         discriminator: Discriminator | None = None,
         encoder: Encoder | None = None,
         held: ShotFrames | None = None,
+        generator_id: str | None = None,
     ):
         self.generator_name = generator_name
+        # what saved shot states must match: the same weights, wherever the file lies
+        self.generator_id = generator_id or f"{generator_name}-{int(generator.img_resolution)}"
         self.untrained = generator_name == BUILTIN_NAME
         self.refiner = Refiner(generator, refine, device, discriminator, encoder)
         self.resolution = int(generator.img_resolution)
@@ -116,6 +121,7 @@ class Backend:
             shots = len(self.shots)
         return {
             "generator": self.generator_name,
+            "generator_id": self.generator_id,
             "untrained": self.untrained,
             "resolution": self.resolution,
             "device": str(self.refiner.device),
@@ -132,7 +138,10 @@ class Backend:
         self.held.drop(shot)
 
     def control(self, message: Message) -> Message:
-        """``add_frame``: validate the frame (passes and a usable face) and hold it for ``refine_shot``."""
+        """``add_frame``: validate the frame (passes and a usable face) and hold it for ``refine_shot``;
+        ``set_shot_state``: continue a shot from a state another backend (or an earlier run) saved."""
+        if message.type == SET_SHOT_STATE:
+            return self._set_state(SavedShotState.from_message(message), message.id)
         passes = FramePasses.from_message(message)
         try:
             check_face(passes)
@@ -177,27 +186,49 @@ class Backend:
         pti = message.fields.get("pti")
         if pti is not None and not isinstance(pti, bool):
             raise PassError(f"pti: expected true or false, got {pti!r}")
+        return_state = message.fields.get("return_state", False)
+        if not isinstance(return_state, bool):
+            raise PassError(f"return_state: expected true or false, got {return_state!r}")
         frames = self.held.take(shot)
 
         def send_frame(refined: RefinedFrame) -> None:
             if not emit(refined.to_message(message.id).replace(type=FRAME_RESULT)):
                 raise Cancelled(f"shot {shot!r} was cancelled or passed its deadline")
 
+        state = self._state(shot)
         try:
             result = self.refiner.refine_shot(
-                frames, self._state(shot), pti=pti, on_step=_step_events(emit), on_frame=send_frame
+                frames, state, pti=pti, on_step=_step_events(emit), on_frame=send_frame
             )
         except BaseException:
             self.held.restore(shot, frames)  # nothing is lost: fix a frame (add_frame again) and retry
             raise
         self.held.done(shot)
-        fields = {
+        fields: dict[str, Any] = {
             "shot": shot,
             "frames": result.frames,
             "metrics": result.metrics,
             "frame_metrics": [{"frame": frame, **m} for frame, m in result.frame_metrics.items()],
         }
-        return Message(OK, message.id, fields)
+        tensors: dict[str, Any] = {}
+        if return_state and state.previous is not None:
+            saved = state.previous.to_saved(shot, self.generator_id)
+            fields.update(state_frame=saved.frame, generator=saved.generator)
+            tensors = saved.tensors
+        return Message(OK, message.id, fields, tensors)
+
+    def _set_state(self, saved: SavedShotState, request_id: int) -> Message:
+        if saved.generator != self.generator_id:
+            raise PassError(
+                f"generator: the state of shot {saved.shot!r} was made by generator {saved.generator!r}; "
+                f"this backend runs {self.generator_id!r} ({self.generator_name})"
+            )
+        try:
+            previous = self.refiner.restore(saved)
+        except RefineError as exc:
+            raise PassError(str(exc)) from None
+        self._state(saved.shot).previous = previous
+        return Message(OK, request_id, {"shot": saved.shot, "frame": saved.frame})
 
     def _render(self, request: ParamsRequest) -> FramePasses:
         """The passes of a params-only request, rendered with pyrender from the named rig."""
@@ -248,10 +279,11 @@ def load_backend(config: ServerConfig) -> Backend:
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    discriminator = None
+    discriminator, generator_id = None, None
     if config.checkpoint is None:
         generator, name = builtin_generator(config.resolution), BUILTIN_NAME
     else:
+        generator_id = f"sha256:{file_sha256(config.checkpoint)[:16]}"
         checkpoint = read_checkpoint(config.checkpoint)
         generator, discriminator, name = (
             checkpoint.generator,
@@ -282,7 +314,17 @@ def load_backend(config: ServerConfig) -> Backend:
         discriminator,
         encoder,
         held,
+        generator_id,
     )
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class RigLoadError(ValueError):
