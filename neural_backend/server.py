@@ -7,7 +7,6 @@ stops the server.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -42,6 +41,7 @@ from .protocol import (
 )
 from .refine import MODES, RefineConfig, RefineError, Refiner, ShotState, check_face
 from .saved_state import SET_SHOT_STATE, SavedShotState
+from .shot_folder import file_sha256
 from .shot_frames import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAMES, ShotFrames
 from .stylegan2 import Discriminator, Generator
 
@@ -316,15 +316,6 @@ def load_backend(config: ServerConfig) -> Backend:
         held,
         generator_id,
     )
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class RigLoadError(ValueError):
