@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile $(NODE_CLIENT)/package-lock.json
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[blender,dev]"
+	$(PY) -m pip install --quiet -e ".[blender,dev,ray]"
 	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 

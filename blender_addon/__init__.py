@@ -10,7 +10,7 @@ import bpy
 
 import rigs
 
-from . import live, operators, preferences, preview
+from . import farm, live, operators, preferences, preview
 from .names import SETTINGS_PROP
 from .ui import (
     RIGSTYLE_OT_randomise_params,
@@ -47,6 +47,7 @@ classes = (
     RIGSTYLE_OT_randomise_params,
     RIGSTYLE_PT_rig,
     *operators.classes,
+    *farm.classes,
 )
 
 

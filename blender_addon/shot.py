@@ -1,23 +1,25 @@
-"""Render a rig shot through the backend: passes per frame → joint refinement → compositor → composite.
+"""Render a rig shot through the backend: passes per frame → refinement → compositor → composite.
 
-One implementation for the GUI operator and headless jobs. A :class:`ShotJob` advances in small steps on
-Blender's main thread (render one frame's passes, write refined frames that arrived, composite one frame);
-everything that waits on the backend runs on the job's worker thread, which owns the job's connection.
+One implementation for the GUI operator, headless jobs and farm runs. A :class:`ShotJob` runs the three
+stages of :mod:`blender_addon.stages` and :mod:`neural_backend.shot_refine` over the shot folder, in small
+steps on Blender's main thread (render one frame's passes, composite one frame); the refine stage, which
+waits on backends, runs on the job's worker thread.
 
 - The GUI's modal operator calls :meth:`ShotJob.step` from a timer, so Blender stays responsive between
   frames and Esc cancels (:meth:`ShotJob.cancel`).
 - Background mode has no timers: :func:`run_shot` steps the job to the end, blocking on the worker.
 
-Passes of each frame are uploaded while the next one renders; after the last frame the backend refines the
-shot jointly and streams refined frames back, which are written as they come. The compositor is wired only
-once every frame is refined, so a failed or cancelled shot leaves it as it was (a failure while compositing
-puts it back).
+The worker checks at once that a backend answers, so a shot fails before rendering anything when none does.
+Frames the shot folder's manifest lists as finished are skipped unless ``overwrite``. The compositor is
+wired only once every frame is refined, so a failed or cancelled shot leaves it as it was (a failure while
+compositing puts it back).
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import io
 import queue
 import threading
 import time
@@ -27,21 +29,21 @@ from pathlib import Path
 from typing import Any
 
 import bpy
-import numpy as np
 
-from neural_backend.client import BackendError, ProgressEvent
-from neural_backend.color import srgb_from_linear
-from neural_backend.passes import EXTRA_PASSES, FramePasses, RefinedFrame
+from neural_backend.backend_pool import BackendPool, NoBackend
+from neural_backend.client import BackendError
+from neural_backend.passes import EXTRA_PASSES, shot_metrics
+from neural_backend.progress import Progress
+from neural_backend.shot_folder import ShotFolder, ShotFolderError
+from neural_backend.shot_refine import DEFAULT_SEGMENT, RefineSettings, RefineStageError, refine_folder
 
 from .backend_errors import CANCELLED_MESSAGE, ShotError, explain
-from .compositor import SequenceSource, unwire, wire_refined_sequence
-from .connection import HEALTH_TIMEOUT, BackendSettings
-from .images import save_png, set_render_output
-from .render_passes import render_frame_passes
+from .compositor import unwire
+from .connection import BackendSettings
 from .rig_builder import RigObjects
+from .stages import CompositeStage, PassesStage, RenderOutput
 
 Report = Callable[[str], None]
-DROP_TIMEOUT = 10.0  # seconds the worker waits for the backend to drop a failed shot's frames
 
 
 class Stage(enum.Enum):
@@ -63,8 +65,10 @@ class ShotResult:
     frames: list[int]
     out_dir: Path
     metrics: dict[int, dict[str, float]] = field(default_factory=dict)  # per frame, from the backend
-    shot_metrics: dict[str, float] = field(default_factory=dict)  # the shot's means, from the backend
+    shot_metrics: dict[str, float] = field(default_factory=dict)  # passes.shot_metrics of the frames
     seconds: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, list[int]] = field(default_factory=dict)  # per stage: frames already finished
+    backends: dict[int, str] = field(default_factory=dict)  # frame -> the backend that refined it now
 
 
 class ShotJob:
@@ -72,12 +76,21 @@ class ShotJob:
 
     Args:
         scene, objects: the scene and the rig whose frames are rendered.
-        settings: how to reach the backend.
+        settings: how to reach the backend (its timeout, token; its address unless ``backends``).
         frames: the frames, in order.
-        out_dir: the shot folder (passes/, refined/, gan/, composite/ are written inside).
+        out_dir: the shot folder (see :mod:`neural_backend.shot_folder`).
         shot: the shot's name on the backend.
         report: receives one line per event (frame rendered, frame refined, failure ...).
         passes: the optional passes to render (all by default).
+        overwrite: redo frames the shot folder lists as finished (the GUI's default: the scene in memory
+            may have changed since).
+        backends: backend addresses to spread over (failover); default ``settings.address``.
+        segment: frames per joint refinement (see :mod:`neural_backend.shot_refine`).
+        source_sha256: checksum of the scene file (farm runs: passes of another version count as stale).
+        progress: where progress lines go (default: text lines to ``report``).
+
+    Raises:
+        ShotFolderError: ``out_dir`` holds another shot or a damaged manifest.
     """
 
     def __init__(
@@ -90,24 +103,39 @@ class ShotJob:
         shot: str,
         report: Report = print,
         passes: Collection[str] = tuple(EXTRA_PASSES),
+        overwrite: bool = True,
+        backends: Sequence[str] = (),
+        segment: int = DEFAULT_SEGMENT,
+        source_sha256: str | None = None,
+        progress: Progress | None = None,
     ):
         if not frames:
             raise ValueError("a shot needs at least one frame")
         self.scene, self.objects, self.settings = scene, objects, settings
-        self.frames, self.out_dir, self.shot = list(frames), out_dir, shot
-        self.report, self.passes = report, passes
+        self.frames, self.out_dir, self.shot = sorted(set(frames)), out_dir, shot
+        self.report, self.overwrite = report, overwrite
+        self.folder = ShotFolder(out_dir)
+        self.pool = BackendPool(list(backends) or [settings.address], settings.token)
+        self.refine_settings = RefineSettings(segment=segment, frame_timeout=settings.frame_timeout)
+        self.reporter = progress if progress is not None else Progress("text", _Lines(self._say))
         self.stage = Stage.PASSES
-        self.result = ShotResult(frames=list(frames), out_dir=out_dir)
+        self.result = ShotResult(frames=list(self.frames), out_dir=out_dir)
         self.error: ShotError | None = None
         self.status = "starting"
-        self._rendered = self._refined = self._composited = 0
-        self._step_fraction = 0.0  # progress of the optimisation, 0..1
-        self._refine_started = 0.0  # perf_counter when the last frame's passes were sent
-        self._uploads: queue.Queue[FramePasses | None] = queue.Queue()
+        self._saved = RenderOutput.save(scene)
+        self._passes = PassesStage(
+            scene, objects, self.folder, self.frames, shot, overwrite, source_sha256, passes
+        )
+        self._composite: CompositeStage | None = None
+        self._rendered = self._composited = 0
+        self._refined = 0.0  # frames refined, plus the share of the current segment's optimisation
+        self._refine_started = 0.0  # perf_counter when the passes were done
+        self._passes_done = threading.Event()
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._cancel = threading.Event()
-        self._saved = _RenderOutput.save(scene)
-        self._worker = threading.Thread(target=self._talk, name=f"rigstyle-shot-{shot}", daemon=True)
+        self.result.skipped["passes"] = self._passes.skipped
+        self.reporter.start("passes", len(self._passes.todo), len(self._passes.skipped))
+        self._worker = threading.Thread(target=self._refine, name=f"rigstyle-shot-{shot}", daemon=True)
         self._worker.start()
 
     # ---- driving ---------------------------------------------------------------------------------
@@ -120,8 +148,14 @@ class ShotJob:
     def progress(self) -> float:
         """Share of the job done, 0..1 (passes, refinement and composite weigh a third each)."""
         count = len(self.frames)
-        refine = max(self._refined / count, self._step_fraction)
-        return min(1.0, (self._rendered / count + refine + self._composited / count) / 3)
+        passes = (len(self._passes.skipped) + self._rendered) / count
+        composite = (
+            self._composited / count
+            if self._composite is None
+            else ((len(self._composite.skipped) + self._composited) / count)
+        )
+        refine = 1.0 if self.stage in (Stage.COMPOSITE, Stage.DONE) else min(1.0, self._refined / count)
+        return min(1.0, (passes + refine + composite) / 3)
 
     def cancel(self) -> None:
         """Stop at the next step: no further frame is rendered, the backend's refinement is cancelled."""
@@ -144,6 +178,8 @@ class ShotJob:
                 self._composite_next_frame()
         except ShotError as error:
             self._stop(Stage.FAILED, error)
+        except ShotFolderError as error:
+            self._stop(Stage.FAILED, ShotError("shot_folder", str(error)))
         except Exception as error:  # a Blender-side failure (render, disk): stop cleanly, name it
             self._stop(Stage.FAILED, ShotError("blender", f"{type(error).__name__}: {error}"))
         return not self.finished
@@ -151,51 +187,38 @@ class ShotJob:
     # ---- main-thread stages ----------------------------------------------------------------------
 
     def _render_next_frame(self) -> None:
-        frame = self.frames[self._rendered]
-        with _timed(self.result.seconds, "passes"):
-            passes = render_frame_passes(
-                self.scene, self.objects, frame, self.shot, self.out_dir / "passes", self.passes
-            )
-        self._uploads.put(passes)
-        self._rendered += 1
-        self._say(f"passes of frame {frame} rendered ({self._rendered}/{len(self.frames)})")
-        if self._rendered == len(self.frames):
-            self._uploads.put(None)  # all sent: the worker asks for the shot
+        if self._rendered < len(self._passes.todo):
+            frame = self._passes.todo[self._rendered]
+            with _timed(self.result.seconds, "passes"):
+                self._passes.render(frame)
+            self._rendered += 1
+            self.reporter.frame(frame)
+        if self._rendered == len(self._passes.todo):
+            self.reporter.finish()
             self.stage = Stage.REFINE
             self._refine_started = time.perf_counter()
-
-    def _write_refined(self, refined: RefinedFrame) -> None:
-        name = f"frame_{refined.frame:04d}.png"
-        save_png(self.out_dir / "refined" / name, srgb_from_linear(refined.image))
-        save_png(self.out_dir / "gan" / name, np.clip(refined.gan, 0.0, 1.0))
-        self.result.metrics[refined.frame] = refined.metrics
-        self._refined += 1
-        m = refined.metrics
-        temporal = f", temporal error {m['temporal_error']:.5f}" if "temporal_error" in m else ""
-        psnr = m.get("skin_psnr", float("nan"))
-        count = f"{self._refined}/{len(self.frames)}"
-        self._say(f"frame {refined.frame} refined ({count}): skin PSNR {psnr:.1f} dB{temporal}")
+            self._passes_done.set()  # the worker refines the shot
 
     def _composite_next_frame(self) -> None:
-        first, last = min(self.frames), max(self.frames)
-        if self._composited == 0:
+        if self._composite is None:
             self.result.seconds["refine"] = time.perf_counter() - self._refine_started
-            wire_refined_sequence(
-                self.scene,
-                SequenceSource(self.out_dir / "refined" / f"frame_{first:04d}.png", first, last - first + 1),
-                SequenceSource(self.out_dir / "passes" / f"beauty_{first:04d}.exr", first, last - first + 1),
-            )
-            set_render_output(self.scene, str(self.out_dir / "composite" / "frame_####"), "PNG", "8")
-        frame = self.frames[self._composited]
-        with _timed(self.result.seconds, "composite"):
-            render_composite_frame(self.scene, frame)
-        self._composited += 1
-        if self._composited == len(self.frames):
+            self._composite = CompositeStage(self.scene, self.folder, self.frames, self.overwrite)
+            self.result.skipped["composite"] = self._composite.skipped
+            self.reporter.start("composite", len(self._composite.todo), len(self._composite.skipped))
+        todo = self._composite.todo
+        if self._composited < len(todo):
+            frame = todo[self._composited]
+            with _timed(self.result.seconds, "composite"):
+                self._composite.render(frame)
+            self._composited += 1
+            self.reporter.frame(frame)
+        if self._composited == len(todo):
+            self.reporter.finish()
             self._say(f"composite written to {self.out_dir / 'composite'}")
             self._finish(Stage.DONE)
 
     def _drain_events(self, wait: float) -> None:
-        """Handle what the worker sent: refined frames, progress, the shot's end or an error."""
+        """Handle what the worker sent: the refined shot or an error."""
         try:
             events = [self._events.get(timeout=wait) if wait > 0 else self._events.get_nowait()]
         except queue.Empty:
@@ -205,24 +228,24 @@ class ShotJob:
                 events.append(self._events.get_nowait())
         for kind, payload in events:
             if kind == "refined":
-                self._write_refined(payload)
-            elif kind == "step":
-                self._step_fraction = payload
-            elif kind == "status":
-                self._say(payload)
-            elif kind == "shot":
-                self.result.shot_metrics = payload
-                self.stage = Stage.COMPOSITE
+                self._take_refined()
             elif kind == "error":
                 raise payload
 
+    def _take_refined(self) -> None:
+        info = self.folder.info("refined")
+        self.result.metrics = {f: dict(info[f].get("metrics", {})) for f in self.frames if f in info}
+        seconds = sum(m.get("seconds", 0.0) for m in self.result.metrics.values())
+        self.result.shot_metrics = shot_metrics(self.result.metrics, seconds)
+        self.stage = Stage.COMPOSITE
+
     def _stop(self, stage: Stage, error: ShotError) -> None:
         self._cancel.set()
-        self._uploads.put(None)
+        self._passes_done.set()  # let a waiting worker end
         if self.stage is Stage.COMPOSITE:
             unwire(self.scene)  # never leave a half-composited shot wired
         self.error = error
-        self._say(str(error))
+        self.reporter.error(str(error))
         self._finish(stage)
 
     def _finish(self, stage: Stage) -> None:
@@ -235,48 +258,40 @@ class ShotJob:
 
     # ---- worker thread ---------------------------------------------------------------------------
 
-    def _talk(self) -> None:
-        """Worker: health check, upload each rendered frame, refine the shot; events go to the main thread.
-
-        A failed or cancelled shot's held frames are dropped on the backend (best effort)."""
-        address, frame, refined = self.settings.address, None, False
-        client = self.settings.client()
+    def _refine(self) -> None:
+        """Worker: check a backend answers, wait for the passes, refine the shot; events go to the main
+        thread."""
         try:
-            client.health(HEALTH_TIMEOUT)
-            client.end_shot(self.shot)  # a fresh shot: no state or held frames from an earlier attempt
-            while (passes := self._uploads.get()) is not None and not self._cancel.is_set():
-                frame = passes.frame
-                with _timed(self.result.seconds, "upload"):
-                    client.add_frame(passes)
+            self.pool.release(self.pool.acquire())  # fail before rendering anything when none answers
+            self._passes_done.wait()
             if self._cancel.is_set():
                 return
-            frame = None
-            self._events.put(("status", f"refining the shot on {address}"))
-            shot = client.refine_held_shot(
-                self.shot,
-                self.settings.frame_timeout * len(self.frames),
-                on_result=lambda refined: self._events.put(("refined", refined)),
-                on_progress=self._on_progress,
+            summary = refine_folder(
+                self.folder,
+                self.pool,
+                self.frames,
+                self.refine_settings,
+                overwrite=self.overwrite,
+                progress=self.reporter,
                 cancelled=self._cancel.is_set,
+                on_step=self._on_step,
             )
-            refined = True
-            self._events.put(("shot", shot.metrics))
-        except BackendError as error:
-            self._events.put(("error", explain(error, address, frame)))
-        finally:
-            if not refined:
-                with contextlib.suppress(BackendError):
-                    client.end_shot(self.shot, timeout=DROP_TIMEOUT)
-            client.close()
+            self.result.skipped["refined"] = summary.skipped
+            self.result.backends = summary.backends
+            self._events.put(("refined", None))
+        except NoBackend as error:
+            self._events.put(("error", explain(error, ", ".join(self.pool.backends))))
+        except RefineStageError as error:
+            address = error.address or ", ".join(self.pool.backends)
+            cause = BackendError(error.code, error.message)
+            self._events.put(("error", explain(cause, address, error.frame)))
 
-    def _on_progress(self, event: ProgressEvent) -> None:
-        if event.stage != "step":
-            return
-        step, steps = int(event.fields.get("step", 0)), max(1, int(event.fields.get("steps", 1)))
-        phase = str(event.fields.get("phase", ""))
-        self._events.put(("step", step / steps if phase != "pti" else 1.0))
+    def _on_step(self, step: int, steps: int, phase: str) -> None:
+        done = self.reporter.done + len(self.result.skipped.get("refined", []))
+        share = step / max(1, steps) if phase != "pti" else 1.0
+        self._refined = done + share * self.refine_settings.segment
         if step == steps or step % max(1, steps // 10) == 0:
-            self._events.put(("status", f"refining the shot: {phase} step {step}/{steps}"))
+            self.status = f"refining the shot: {phase} step {step}/{steps}"
 
 
 def run_shot(job: ShotJob) -> ShotResult:
@@ -305,45 +320,19 @@ def render_refined_shot(
     return run_shot(ShotJob(scene, objects, settings, frames, out_dir, shot, report))
 
 
-def render_composite_frame(scene: bpy.types.Scene, frame: int) -> None:
-    """Render the compositor's output for ``frame`` to the scene's output path (an animation of one frame,
-    so ``#`` in the path becomes the frame number)."""
-    saved_range = scene.frame_start, scene.frame_end
-    try:
-        scene.frame_start = scene.frame_end = frame
-        bpy.ops.render.render(animation=True)
-    finally:
-        scene.frame_start, scene.frame_end = saved_range
+class _Lines(io.StringIO):
+    """A text stream that hands each line to a callback (progress lines → the job's report)."""
 
+    def __init__(self, say: Report):
+        self.say = say
 
-@dataclass(frozen=True)
-class _RenderOutput:
-    """The scene's output settings and current frame, which rendering passes and composites change."""
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            self.say(line)
+        return len(text)
 
-    filepath: str
-    use_file_extension: bool
-    image_settings: dict[str, str]
-    frame: int
-
-    @classmethod
-    def save(cls, scene: bpy.types.Scene) -> _RenderOutput:
-        settings = scene.render.image_settings
-        known = ("media_type", "file_format", "color_depth", "color_mode")  # media_type: Blender 5.0+
-        names = [n for n in known if hasattr(settings, n)]
-        return cls(
-            scene.render.filepath,
-            scene.render.use_file_extension,
-            {n: getattr(settings, n) for n in names},
-            scene.frame_current,
-        )
-
-    def restore(self, scene: bpy.types.Scene) -> None:
-        scene.render.filepath = self.filepath
-        scene.render.use_file_extension = self.use_file_extension
-        for name, value in self.image_settings.items():  # media_type first: it limits file_format
-            with contextlib.suppress(TypeError, ValueError):
-                setattr(scene.render.image_settings, name, value)
-        scene.frame_set(self.frame)
+    def flush(self) -> None:
+        pass
 
 
 @contextlib.contextmanager

@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .farm_cli import FARM_COMMANDS
+
 if TYPE_CHECKING:
+    from .ray_serve import RayOptions
     from .refine import RefineConfig
     from .server import ServerConfig
     from .serving import Handler  # imported in the command itself: the CLI loads torch only when needed
@@ -171,6 +174,38 @@ def cli() -> None:
     type=click.FloatRange(min=0.001),
     help="GiB of held frames.",
 )
+@click.option("--ray", "use_ray", is_flag=True, help="Refine on Ray Serve replicas (needs the 'ray' extra).")
+@click.option(
+    "--replicas", type=click.IntRange(min=1), help="--ray: replicas (default: one per GPU, 1 without CUDA)."
+)
+@click.option(
+    "--gpus-per-replica",
+    type=click.FloatRange(min=0),
+    help="--ray: GPUs per replica, fractions share one (default: 1 with CUDA, else 0).",
+)
+@click.option(
+    "--cpus-per-replica", default=1.0, show_default=True, type=click.FloatRange(min=0), help="--ray: CPUs."
+)
+@click.option(
+    "--max-ongoing-requests",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="--ray: requests one replica takes at once (preview batches form from these).",
+)
+@click.option(
+    "--max-queued-requests",
+    default=-1,
+    show_default=True,
+    type=click.IntRange(min=-1),
+    help="--ray: requests queued for busy replicas before clients get 'busy' (-1: no limit).",
+)
+@click.option(
+    "--max-batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="--ray: preview batch."
+)
+@click.option(
+    "--ray-address", help="--ray: an existing cluster ('auto', 'ray://HOST:10001'); default: a local Ray."
+)
 def serve(
     host: str,
     port: int,
@@ -192,6 +227,14 @@ def serve(
     encoder: Path | None,
     max_shot_frames: int,
     max_held_gb: float,
+    use_ray: bool,
+    replicas: int | None,
+    gpus_per_replica: float | None,
+    cpus_per_replica: float,
+    max_ongoing_requests: int,
+    max_queued_requests: int,
+    max_batch_size: int,
+    ray_address: str | None,
     **tuning: Any,
 ) -> None:
     """Run the refinement backend on a local socket until SIGTERM or Ctrl-C (then drain and exit 0).
@@ -202,12 +245,21 @@ def serve(
       rigstyle serve --checkpoint ffhq.pkl --pti --pti-dir tuned/ --encoder ffhq-encoder.safetensors
       rigstyle serve --address ipc:///tmp/rigstyle.sock
       RIGSTYLE_TOKEN=$(openssl rand -hex 16) rigstyle serve --host 0.0.0.0
+      rigstyle serve --ray --replicas 4 --gpus-per-replica 0.5 --max-queued-requests 16
     """
     from .ports import BindError
     from .server import ServerConfig
     from .serving import ServeOptions, Server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    ray_options = (
+        _ray_options(
+            replicas, gpus_per_replica, cpus_per_replica, max_ongoing_requests, max_queued_requests,
+            max_batch_size, ray_address, threads,
+        )
+        if use_ray and not echo
+        else None
+    )  # fmt: skip
     options = ServeOptions(
         address=address or f"tcp://{host}:{port}",
         token=token or None,
@@ -215,6 +267,7 @@ def serve(
         max_deadline_s=max_deadline,
         drain_timeout_s=drain_timeout,
         shm=not no_shm,
+        workers=ray_options.workers if ray_options is not None else 1,
     )
     try:
         server = Server(options)
@@ -228,19 +281,20 @@ def serve(
     else:
         try:
             refine = _refine_config(steps_first=steps_first, steps_warm=steps_warm, **tuning)
-            handler = _load_backend(
-                ServerConfig(
-                    checkpoint=checkpoint,
-                    resolution=gan_resolution,
-                    refine=refine,
-                    device=device,
-                    rigs=tuple(rig_models),
-                    encoder=encoder,
-                    max_shot_frames=max_shot_frames,
-                    max_held_bytes=int(max_held_gb * 2**30),
-                ),
-                threads,
+            config = ServerConfig(
+                checkpoint=checkpoint,
+                resolution=gan_resolution,
+                refine=refine,
+                device=device,
+                rigs=tuple(rig_models),
+                encoder=encoder,
+                max_shot_frames=max_shot_frames,
+                max_held_bytes=int(max_held_gb * 2**30),
             )
+            if ray_options is not None:
+                handler = _start_ray(config, ray_options)
+            else:
+                handler = _load_backend(config, threads)
         except BaseException:
             server.close()  # open sockets would keep the process from exiting
             raise
@@ -250,7 +304,64 @@ def serve(
         f"(generator: {description['generator']}, device: {description['device']})",
         err=True,
     )
-    server.serve_forever(handler)
+    try:
+        server.serve_forever(handler)
+    finally:
+        if ray_options is not None:
+            from .ray_serve import stop
+
+            stop(ray_options)
+
+
+def _ray_options(
+    replicas: int | None,
+    gpus_per_replica: float | None,
+    cpus_per_replica: float,
+    max_ongoing_requests: int,
+    max_queued_requests: int,
+    max_batch_size: int,
+    address: str | None,
+    threads: int | None,
+) -> RayOptions:
+    try:
+        from .ray_serve import RayOptions
+    except ImportError as exc:
+        raise UserError(f"--ray needs Ray Serve: pip install 'rigstyle[ray]' ({exc})") from None
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus_per_replica is None:
+        gpus_per_replica = 1.0 if gpus else 0.0
+    if replicas is None:
+        replicas = max(1, int(gpus / gpus_per_replica)) if gpus and gpus_per_replica else 1
+    return RayOptions(
+        replicas=replicas,
+        gpus_per_replica=gpus_per_replica,
+        cpus_per_replica=cpus_per_replica,
+        max_ongoing_requests=max_ongoing_requests,
+        max_queued_requests=max_queued_requests,
+        max_batch_size=max_batch_size,
+        address=address,
+        threads=threads,
+    )
+
+
+def _start_ray(config: ServerConfig, options: RayOptions) -> Handler:
+    from .ray_serve import RayHandler, start, stop
+    from .shot_frames import ShotFrames
+
+    click.echo(f"rigstyle serve: starting {options.replicas} Ray Serve replica(s)...", err=True)
+    try:
+        handle = start(config, options)
+        handler = RayHandler(
+            handle, options, ShotFrames(config.max_shot_frames, config.max_held_bytes), config.max_shots
+        )
+    except BaseException:
+        stop(options)
+        raise
+    if handler.info.get("untrained"):
+        click.echo("WARNING: no --checkpoint given: serving the built-in UNTRAINED generator.", err=True)
+    return handler
 
 
 def _load_backend(config: ServerConfig, threads: int | None) -> Handler:
@@ -675,10 +786,15 @@ def rig_to_blend(
             click.echo(line.removeprefix("[rigstyle] "))
 
 
+for _command in FARM_COMMANDS:
+    cli.add_command(_command)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every click or user error becomes one line on stderr and exit code 2."""
     try:
-        cli.main(args=argv, prog_name="rigstyle", standalone_mode=False)
+        # without standalone mode, click returns the code of a click.exceptions.Exit instead of raising it
+        code = cli.main(args=argv, prog_name="rigstyle", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("rigstyle: aborted", err=True)
         sys.exit(130)
@@ -687,4 +803,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

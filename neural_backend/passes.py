@@ -6,6 +6,7 @@ torch), so Blender and other DCCs can import this module.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,6 +197,18 @@ RESULT_METRICS = {
     "steps": "optimisation steps (a shot's joint steps, plus pivotal-tuning steps)",
     "skin_fraction": "share of the aligned crop that is skin",
 }
+
+
+def shot_metrics(frame_metrics: dict[int, dict[str, float]], seconds: float) -> dict[str, float]:
+    """A shot's summary: means of the per-frame metrics over the frames that have them, plus totals."""
+    summary: dict[str, float] = {"frames": float(len(frame_metrics)), "seconds": seconds}
+    if frame_metrics:
+        summary["seconds_per_frame"] = seconds / len(frame_metrics)
+    for name in ("skin_psnr", "temporal_error", "latent_drift", "skin_loss_final", "steps"):
+        values = [m[name] for m in frame_metrics.values() if name in m and math.isfinite(m[name])]
+        if values:
+            summary[name] = float(np.mean(values))
+    return summary
 
 
 @dataclass(frozen=True)

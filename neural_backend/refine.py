@@ -17,7 +17,6 @@ of the alignment. Every frame reports its metrics (see ``passes.RESULT_METRICS``
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -41,7 +40,7 @@ from .color import linear_from_srgb, srgb_from_linear
 from .inversion import CropFrame, LossWeights, Schedule, StepCallback, invert_shot, masked_mse, tune_generator
 from .losses import PerceptualLoss, make_perceptual
 from .motion import crop_flow, flow_valid, latent_drift, masked_psnr, temporal_warp_error, warp_previous
-from .passes import FramePasses, RefinedFrame
+from .passes import FramePasses, RefinedFrame, shot_metrics
 from .saved_state import SavedShotState
 from .stylegan2 import Discriminator, Generator
 
@@ -618,18 +617,6 @@ def reproject(
     """
     warped, inside = warp_previous(previous, flow)
     return image + (history * weight * inside) * (warped - image)
-
-
-def shot_metrics(frame_metrics: dict[int, dict[str, float]], seconds: float) -> dict[str, float]:
-    """A shot's summary: means of the per-frame metrics over the frames that have them, plus totals."""
-    summary: dict[str, float] = {"frames": float(len(frame_metrics)), "seconds": seconds}
-    if frame_metrics:
-        summary["seconds_per_frame"] = seconds / len(frame_metrics)
-    for name in ("skin_psnr", "temporal_error", "latent_drift", "skin_loss_final", "steps"):
-        values = [m[name] for m in frame_metrics.values() if name in m and math.isfinite(m[name])]
-        if values:
-            summary[name] = float(np.mean(values))
-    return summary
 
 
 def _save_tuned(generator: Generator, folder: Path, shot: str) -> Path:

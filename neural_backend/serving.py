@@ -1,9 +1,11 @@
-"""The socket shell: one ZeroMQ ROUTER loop plus one worker thread around a :class:`Handler`. No torch.
+"""The socket shell: one ZeroMQ ROUTER loop plus worker threads around a :class:`Handler`. No torch.
 
 The loop thread owns the socket and the ledger of accepted requests; it answers control messages
 (``hello``, ``health``, ``ready``, ``cancel``, ``end_shot``, ``release_shm``) at once, even while a
 refinement runs. Work messages go into a bounded queue that one worker thread drains (the refiner is
-CPU/GPU-bound and single-stream per process). The worker hands each reply back to the loop, which sends
+CPU/GPU-bound and single-stream per process); a handler that forwards work elsewhere (``ray_serve``) may
+ask for several workers, which never run two requests of the same shot at once and take each shot's
+requests in arrival order. A worker hands each reply back to the loop, which sends
 it only if the request is still in the ledger: so every accepted request ends in exactly one reply — a
 result or a typed error (``busy``, ``deadline``, ``cancelled``, ...).
 """
@@ -100,10 +102,13 @@ class ServeOptions:
     shm_max_bytes: int = 1 << 30  # largest shared-memory area (each of request and reply) per client
     shm_max_segments: int = 16  # segments kept; the least recently used is evicted beyond this
     limits: Limits = DEFAULT_LIMITS  # message size limits, checked before allocation
+    workers: int = 1  # requests run at once (of different shots); >1 only for handlers that forward work
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
             raise ValueError(f"queue_size: expected at least 1, got {self.queue_size}")
+        if self.workers < 1:
+            raise ValueError(f"workers: expected at least 1, got {self.workers}")
         if not self.max_deadline_s > 0 or self.drain_timeout_s < 0:
             raise ValueError("max_deadline_s must be > 0 and drain_timeout_s ≥ 0")
 
@@ -121,6 +126,12 @@ class Job:
     @property
     def key(self) -> tuple[bytes, int]:
         return self.routing, self.message.id
+
+    @property
+    def shot(self) -> str | None:
+        """The shot this request belongs to: requests of one shot never run at the same time."""
+        shot = self.message.fields.get("shot")
+        return shot if isinstance(shot, str) else None
 
 
 class Server:
@@ -143,6 +154,7 @@ class Server:
         self._host = host_id()
         self._queue: collections.deque[Job] = collections.deque()
         self._queue_changed = threading.Condition()
+        self._running_shots: collections.Counter[str] = collections.Counter()  # under _queue_changed
         # (job, message, final): final=False for "started" (message None) and for events
         self._done: queue.SimpleQueue[tuple[Job, Message | None, bool]] = queue.SimpleQueue()
         self._ledger: dict[tuple[bytes, int], Job] = {}
@@ -186,8 +198,12 @@ class Server:
         if install_signal_handlers:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
-        worker = threading.Thread(target=self._work, args=(handler,), name="rigstyle-worker", daemon=True)
-        worker.start()
+        workers = [
+            threading.Thread(target=self._work, args=(handler,), name=f"rigstyle-worker-{n}", daemon=True)
+            for n in range(self.options.workers)
+        ]
+        for worker in workers:
+            worker.start()
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
@@ -209,7 +225,7 @@ class Server:
                 self._collect_done()
                 self._expire(time.monotonic())
         finally:
-            self._shutdown(worker)
+            self._shutdown(workers)
 
     def _poll_ms(self) -> int:
         soonest = min((job.deadline for job in self._ledger.values()), default=time.monotonic() + 0.1)
@@ -255,10 +271,11 @@ class Server:
             raise ProtocolError(ERR_BAD_MESSAGE, f"request id {message.id} is already in flight", message.id)
         if self._drain_at is not None:
             raise ProtocolError(ERR_BUSY, "the server is shutting down", message.id)
-        if len(self._ledger) > self.options.queue_size:
+        if self._full():
             raise ProtocolError(
                 ERR_BUSY,
-                f"queue full ({self.options.queue_size} waiting + 1 running); retry later",
+                f"queue full ({self.options.queue_size} waiting + {self.options.workers} running); "
+                "retry later",
                 message.id,
             )
         limit = self.options.max_deadline_s
@@ -272,6 +289,9 @@ class Server:
             self._queue_changed.notify()
         if message.progress:
             self._send(routing, Message(PROGRESS, message.id, {"stage": "queued", "position": position}))
+
+    def _full(self) -> bool:
+        return len(self._ledger) >= self.options.queue_size + self.options.workers
 
     def _collect_done(self) -> None:
         while True:
@@ -386,7 +406,7 @@ class Server:
     def _ready(self, routing: bytes, message: Message) -> Message:
         if self._drain_at is not None:
             ready, reason = False, "shutting down"
-        elif len(self._ledger) > self.options.queue_size:
+        elif self._full():
             ready, reason = False, "queue full"
         else:
             ready, reason = True, "accepting work"
@@ -425,12 +445,14 @@ class Server:
         try:
             while True:
                 with self._queue_changed:
-                    while not self._queue and not self._stopping:
+                    while (job := self._next_job()) is None and not self._stopping:
                         self._queue_changed.wait()
-                    if self._stopping:
+                    if self._stopping or job is None:
                         return
-                    job = self._queue.popleft()
+                    self._queue.remove(job)
                     job.started = True
+                    if job.shot is not None:
+                        self._running_shots[job.shot] += 1
                 self._post(wake, job, None, final=False)
 
                 def emit(event: Message, job: Job = job) -> bool:
@@ -444,23 +466,44 @@ class Server:
                 except Exception as exc:  # handlers answer errors themselves; this is the last resort
                     log.exception("request %s failed", job.message.id)
                     reply = error_message(job.message.id, ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
+                finally:
+                    if job.shot is not None:
+                        with self._queue_changed:
+                            self._running_shots[job.shot] -= 1
+                            if not self._running_shots[job.shot]:
+                                del self._running_shots[job.shot]
+                            self._queue_changed.notify_all()  # the shot's next request may start
                 self._post(wake, job, reply, final=True)
         finally:
             wake.close(linger=0)
+
+    def _next_job(self) -> Job | None:
+        """The oldest queued request whose shot is not running (call with ``_queue_changed`` held)."""
+        if not self._running_shots:
+            return self._queue[0] if self._queue else None
+        waiting: set[str] = set()  # shots with an older request still queued keep their order
+        for job in self._queue:
+            if job.shot is None:
+                return job
+            if job.shot not in self._running_shots and job.shot not in waiting:
+                return job
+            waiting.add(job.shot)
+        return None
 
     def _post(self, wake: zmq.Socket, job: Job, message: Message | None, final: bool) -> None:
         """Hand a message to the loop thread (the worker must not touch the socket)."""
         self._done.put((job, message, final))
         wake.send(b"")
 
-    def _shutdown(self, worker: threading.Thread) -> None:
+    def _shutdown(self, workers: list[threading.Thread]) -> None:
         with self._queue_changed:
             self._stopping = True
             self._queue_changed.notify_all()
         for job in list(self._ledger.values()):
             text = f"the server shut down before request {job.message.id} finished"
             self._answer(job, error_message(job.message.id, ERR_CANCELLED, text))
-        worker.join(timeout=0.5)  # a refinement still running is abandoned (daemon thread)
+        for worker in workers:
+            worker.join(timeout=0.5)  # a refinement still running is abandoned (daemon thread)
         self.close(linger_ms=1000)  # let the last errors leave
         log.info("stopped; replies sent: %s", dict(self.counts))
 

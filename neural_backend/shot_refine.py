@@ -19,6 +19,7 @@ naming the frame. Torch-free: the add-on runs it inside Blender.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from .shot_folder import ShotFolder, ShotFolderError, segments
 
 DEFAULT_SEGMENT = 16  # frames per joint refinement
 STAGE = "refine"
+DROP_TIMEOUT = 10.0  # seconds to wait for a backend to drop a failed segment's frames
 BACKEND_FAILURES = ("unavailable", "timeout", ERR_INTERNAL)  # the backend's fault: move the shot
 
 
@@ -150,24 +152,27 @@ def _refine_segment(
                 raise RefineStageError(last[1].code, last[1].message, None, last[0]) from None
             raise RefineStageError(error.code, error.message, None, None) from None
         frame: int | None = None
+        client = pool.client(address, settings.frame_timeout)
         try:
-            with pool.client(address, settings.frame_timeout) as client:
-                client.end_shot(shot)  # nothing left over from an earlier, failed attempt
-                if state is not None:
-                    client.set_shot_state(state)
-                for item in passes:
-                    frame = item.frame
-                    client.add_frame(item)
-                frame = None
-                result = client.refine_held_shot(
-                    shot,
-                    settings.frame_timeout * len(run),
-                    on_progress=_step_reporter(on_step),
-                    pti=settings.pti,
-                    cancelled=cancelled,
-                    return_state=True,
-                )
+            client.end_shot(shot)  # nothing left over from an earlier, failed attempt
+            if state is not None:
+                client.set_shot_state(state)
+            for item in passes:
+                frame = item.frame
+                client.add_frame(item)
+            frame = None
+            result = client.refine_held_shot(
+                shot,
+                settings.frame_timeout * len(run),
+                on_progress=_step_reporter(on_step),
+                pti=settings.pti,
+                cancelled=cancelled,
+                return_state=True,
+            )
         except BackendError as error:
+            if error.code not in BACKEND_FAILURES:  # the backend is there: drop what it holds of the shot
+                with contextlib.suppress(BackendError):
+                    client.end_shot(shot, timeout=DROP_TIMEOUT)
             if error.code == ERR_CANCELLED or (cancelled is not None and cancelled()):
                 raise RefineStageError(ERR_CANCELLED, "cancelled; finished segments stay recorded") from None
             last = (address, error)
@@ -188,6 +193,7 @@ def _refine_segment(
                 error.code, f"the backend at {address} rejected {where}: {error.message}", frame, address
             ) from None
         finally:
+            client.close()
             pool.release(address)
         _write_segment(folder, run, result.frames, result.state, inputs, address, summary, report)
         return address

@@ -18,7 +18,7 @@ from blender_addon.compositor import (
 )
 from blender_addon.images import load_pixels, save_png, set_render_output
 from blender_addon.names import PLAIN_IMAGE, REFINED_IMAGE, REFINED_SWITCH
-from blender_addon.shot import render_composite_frame
+from blender_addon.stages import render_composite_frame
 
 pytestmark = pytest.mark.blender
 FRAMES = [3, 4, 5]
