@@ -34,7 +34,7 @@ def explain(error: BackendError, address: str, frame: int | None = None) -> Shot
     """A :class:`ShotError` for ``error`` from the backend at ``address``, about ``frame`` if given."""
     code, detail = error.code, error.message
     where = f"frame {frame}" if frame is not None else "the shot"
-    if code in ("timeout", "unavailable", "not_running", "no_backend") and frame is None:
+    if code in ("not_running", "no_backend"):
         message = f"No RigStyle backend answers at {address}: {START_HINT}."
     elif code == "timeout":
         message = (

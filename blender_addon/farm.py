@@ -7,8 +7,8 @@ A farm worker runs it from the Blender binary::
          backends='tcp://gpu1:7557 tcp://gpu2:7557')"
 
 ``rigstyle render|passes|composite`` builds exactly that line (``--blender``), or runs the same expression
-through the ``bpy`` module: ``python -m blender_addon.farm SCENE.blend EXPRESSION`` (this module's
-:func:`main`). Any failed frame makes the operator report an error, which ``bpy.ops`` raises, so Blender
+through the ``bpy`` module (``python -m blender_addon.blend_runner SCENE.blend EXPRESSION``). Any
+failed frame makes the operator report an error, which ``bpy.ops`` raises, so Blender
 exits 1. Frames the shot folder's manifest lists as finished (and made from this version of the .blend
 file) are skipped, so a rerun does only the rest; ``overwrite=True`` redoes them.
 """
@@ -16,7 +16,6 @@ file) are skipped, so a rerun does only the rest; ``overwrite=True`` redoes them
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -201,30 +200,3 @@ class RIGSTYLE_OT_farm(bpy.types.Operator):
 
 
 classes = (RIGSTYLE_OT_farm,)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m blender_addon.farm SCENE.blend EXPRESSION``: what ``blender -b SCENE.blend
-    --python-exit-code 1 --python-expr EXPRESSION`` does, through the ``bpy`` module (exit code 1 when
-    the expression raises)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2:
-        print("usage: python -m blender_addon.farm SCENE.blend EXPRESSION", file=sys.stderr)
-        return 2
-    scene_file, expression = args
-    bpy.ops.wm.open_mainfile(filepath=str(Path(scene_file).resolve()))
-    import blender_addon
-
-    blender_addon.register()  # as the enabled extension would be in a Blender binary
-    try:
-        exec(compile(expression, "<--python-expr>", "exec"), {"__name__": "__main__"})
-    except Exception as error:  # Blender prints the traceback and exits 1 as well
-        print(f"Error: {error}", file=sys.stderr)
-        return 1
-    finally:
-        blender_addon.unregister()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

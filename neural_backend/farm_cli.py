@@ -1,9 +1,9 @@
 """``rigstyle render | passes | refine | composite``: a shot's stages from the command line (render farms).
 
 ``passes`` and ``composite`` (and ``render``, all three) run Blender headless: the ``bpy`` module by
-default (``python -m blender_addon.farm``), or the Blender binary given with ``--blender``, with the same
-``bpy.ops.rigstyle.farm(...)`` expression either way. ``refine`` needs no Blender. Every stage skips the
-frames the shot folder's manifest lists as finished and exits non-zero when any frame fails.
+default (``python -m blender_addon.blend_runner``), or the Blender binary given with ``--blender``, with
+the same ``bpy.ops.rigstyle.farm(...)`` expression either way. ``refine`` needs no Blender. Every stage
+skips the frames the shot folder's manifest lists as finished and exits non-zero when any frame fails.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ FARM_COMMANDS = (render, passes, refine, composite)
 def blender_command(blender: Path | None, scene: Path, expression: str) -> list[str]:
     """The command line that runs ``expression`` in ``scene`` headless, exiting 1 if it raises."""
     if blender is None:
-        return [sys.executable, "-m", "blender_addon.farm", str(scene), expression]
+        return [sys.executable, "-m", "blender_addon.blend_runner", str(scene), expression]
     return [str(blender), "-b", str(scene), "--python-exit-code", "1", "--python-expr", expression]
 
 

@@ -152,6 +152,7 @@ def _refine_segment(
                 raise RefineStageError(last[1].code, last[1].message, None, last[0]) from None
             raise RefineStageError(error.code, error.message, None, None) from None
         frame: int | None = None
+        report.note(f"refining frames {_frames_text(run)} on {address}")
         client = pool.client(address, settings.frame_timeout)
         try:
             client.end_shot(shot)  # nothing left over from an earlier, failed attempt
