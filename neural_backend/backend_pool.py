@@ -80,8 +80,9 @@ class BackendPool:
     ) -> str:
         """A healthy backend with a free slot, counted as one request in flight until :meth:`release`.
 
-        ``prefer``: the backend to use when it qualifies (a shot's current one). ``wait``: seconds to keep
-        trying while every backend is down or busy.
+        ``prefer``: the backend to use when it qualifies (a shot's current one). While a healthy backend
+        has all its slots in use this waits for one to be released; ``wait``: seconds to keep trying while
+        every backend is down or busy.
 
         Raises:
             NoBackend: none qualified within ``wait`` (or ``cancelled`` returned True).
@@ -91,7 +92,9 @@ class BackendPool:
             address = self._try_acquire(prefer)
             if address is not None:
                 return address
-            if self.clock() >= give_up or (cancelled is not None and cancelled()):
+            if cancelled is not None and cancelled():
+                raise NoBackend(self._why_none())
+            if not self._full() and self.clock() >= give_up:  # all down or busy: fail (a full one frees up)
                 raise NoBackend(self._why_none())
             with self._changed:
                 self._changed.wait(timeout=0.5)
@@ -149,6 +152,12 @@ class BackendPool:
         queue = health.get("queue", {})
         state.load = int(queue.get("waiting", 0)) + int(queue.get("running", 0))
         return None
+
+    def _full(self) -> bool:
+        """Whether a backend that is not skipped has all its slots in use (one will be released)."""
+        with self._changed:
+            now = self.clock()
+            return any(s.in_flight >= self.in_flight and s.skip_until <= now for s in self.backends.values())
 
     def _skip(self, address: str, problem: str, seconds: float) -> None:
         with self._changed:

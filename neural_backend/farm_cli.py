@@ -152,7 +152,9 @@ def composite(
 
 
 @click.command()
-@click.argument("shot_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "shot_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
 @backend_option
 @click.option("--frames", callback=_frames, help="Frames to refine (default: every frame with passes).")
 @overwrite_option
@@ -163,7 +165,7 @@ def composite(
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Requests at a time per backend.",
+    help="Shots refined at a time per backend.",
 )
 @click.option(
     "--wait",
@@ -181,7 +183,7 @@ def composite(
 )
 @progress_option
 def refine(
-    shot_dir: Path,
+    shot_dirs: tuple[Path, ...],
     backends: tuple[str, ...],
     frames: str | None,
     overwrite: bool,
@@ -192,7 +194,13 @@ def refine(
     frame_timeout: float,
     progress: str,
 ) -> None:
-    """Refine the shot in SHOT_DIR on the backends (farm stage 2; one task per shot, no Blender needed)."""
+    """Refine the shots in SHOT_DIRS on the backends (farm stage 2; no Blender needed).
+
+    Several shots are refined at once, at most --in-flight per backend; each shot keeps to one backend and
+    moves, with its saved state, when that backend fails.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from .backend_pool import BackendPool
     from .progress import Progress
     from .shot_folder import ShotFolder, ShotFolderError
@@ -202,13 +210,22 @@ def refine(
         raise FarmUsageError(f"--backend: an address is given twice: {list(backends)}")
     pool = BackendPool(list(backends), _token(token_file), in_flight)
     settings = RefineSettings(segment=segment, frame_timeout=frame_timeout, wait=wait)
-    report = Progress(progress)  # type: ignore[arg-type]
     wanted = parse_frames(frames) if frames else None
-    try:
-        refine_folder(ShotFolder(shot_dir), pool, wanted, settings, overwrite, report)
-    except (RefineStageError, ShotFolderError) as error:
-        report.error(str(error), getattr(error, "frame", None))
-        raise click.exceptions.Exit(1) from None
+    several = len(shot_dirs) > 1
+
+    def refine_one(shot_dir: Path) -> bool:
+        report = Progress(progress, shot=shot_dir.name if several else None)  # type: ignore[arg-type]
+        try:
+            refine_folder(ShotFolder(shot_dir), pool, wanted, settings, overwrite, report)
+        except (RefineStageError, ShotFolderError) as error:
+            report.error(str(error), getattr(error, "frame", None))
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=min(len(shot_dirs), len(backends) * in_flight)) as workers:
+        succeeded = list(workers.map(refine_one, shot_dirs))
+    if not all(succeeded):
+        raise click.exceptions.Exit(1)
 
 
 FARM_COMMANDS = (render, passes, refine, composite)

@@ -8,6 +8,7 @@ JSON lines, for farm managers (each has ``event`` and ``stage``; times in second
     {"event": "finish", "stage": "refine", "done": 10, "total": 10, "elapsed_s": 30.4}
     {"event": "error", "stage": "refine", "message": "frame 1007: ...", "frame": 1007}
 
+With several shots on one stream (``rigstyle refine DIR DIR ...``) each line also has ``"shot"``.
 ``total`` counts the frames this run does (frames already finished are ``skipped``); the ETA is the mean time
 per frame so far times the frames left. Numpy-free and torch-free: the add-on uses it inside Blender.
 """
@@ -32,12 +33,14 @@ class Progress:
         format: Format = "text",
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
+        shot: str | None = None,
     ):
         if format not in FORMATS:
             raise ValueError(f"progress format: expected one of {list(FORMATS)}, got {format!r}")
         self.format = format
         self.stream = stream
         self.clock = clock
+        self.shot = shot  # named in every line when several shots report to one stream
         self.stage = ""
         self.total = self.done = 0
         self._started = clock()
@@ -75,10 +78,11 @@ class Progress:
 
     def _emit(self, fields: dict[str, Any], text: str) -> None:
         stream = self.stream if self.stream is not None else sys.stdout
+        shot = {"shot": self.shot} if self.shot else {}
         if self.format == "json":
-            line = json.dumps({"event": fields.pop("event"), "stage": self.stage, **fields})
+            line = json.dumps({"event": fields.pop("event"), **shot, "stage": self.stage, **fields})
         else:
-            line = f"[{self.stage}] {text}"
+            line = f"[{self.shot} {self.stage}] {text}" if self.shot else f"[{self.stage}] {text}"
         stream.write(line + "\n")
         stream.flush()
 
