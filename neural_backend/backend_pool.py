@@ -81,8 +81,9 @@ class BackendPool:
         """A healthy backend with a free slot, counted as one request in flight until :meth:`release`.
 
         ``prefer``: the backend to use when it qualifies (a shot's current one). While a healthy backend
-        has all its slots in use this waits for one to be released; ``wait``: seconds to keep trying while
-        every backend is down or busy.
+        has all its slots in use this waits for another thread to release one (so a thread must release
+        its slot before it acquires again); ``wait``: seconds to keep trying while every backend is down
+        or busy.
 
         Raises:
             NoBackend: none qualified within ``wait`` (or ``cancelled`` returned True).

@@ -68,7 +68,8 @@ class Progress:
     def finish(self) -> None:
         elapsed = self.clock() - self._started
         fields = {"done": self.done, "total": self.total, "elapsed_s": round(elapsed, 3)}
-        self._emit({"event": "finish", **fields}, f"finished {self.done} frames in {_clock_text(elapsed)}")
+        frames = f"{self.done} frame{'s' * (self.done != 1)}"
+        self._emit({"event": "finish", **fields}, f"finished {frames} in {_clock_text(elapsed)}")
 
     def error(self, message: str, frame: int | None = None) -> None:
         fields: dict[str, Any] = {"event": "error", "message": message}

@@ -9,6 +9,7 @@ the shot's frames on disk (:meth:`SavedShotState.save`). Numpy only (no torch): 
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +115,7 @@ class SavedShotState:
         try:
             with np.load(path, allow_pickle=False) as data:
                 values = {name: data[name] for name in data.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # empty, truncated, damaged
             raise PassError(f"{path}: not a saved shot state ({exc})") from None
         missing = {"shot", "frame", "generator", *STATE_TENSORS} - set(values)
         if missing:

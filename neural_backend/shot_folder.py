@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,7 @@ class ShotFolder:
             return FramePasses(shot or "shot", frame, **_split(tensors))
         except FileNotFoundError:
             raise ShotFolderError(f"frame {frame}: no passes at {path}; run the passes stage first") from None
-        except (OSError, ValueError, PassError, TypeError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, PassError, TypeError) as exc:
             raise ShotFolderError(f"frame {frame}: {path} is not a passes file ({exc})") from None
 
     # ---- internals -------------------------------------------------------------------------------
