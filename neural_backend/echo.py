@@ -26,6 +26,7 @@ from .protocol import (
     ProtocolError,
     error_message,
 )
+from .saved_state import SET_SHOT_STATE, SavedShotState
 from .shot_frames import ShotFrames
 
 if TYPE_CHECKING:
@@ -38,10 +39,11 @@ class EchoHandler:
     """Answers ``refine_frame`` with a ``result`` whose ``image`` is the beauty pass (and every other
     request tensor echoed under its own name), after ``delay_s`` of pretend work; ``refine_params`` (which
     the echo mode does not render) with a black ``image`` of the requested size; ``refine_shot`` with one
-    ``frame_result`` per frame held by ``add_frame`` (its beauty pass), then ``ok``."""
+    ``frame_result`` per frame held by ``add_frame`` (its beauty pass), then ``ok``; ``set_shot_state``
+    with ``ok`` once the state is well-formed (it keeps nothing)."""
 
     work_types = frozenset({REFINE_FRAME, REFINE_PARAMS, REFINE_SHOT})
-    control_types = frozenset({ADD_FRAME})
+    control_types = frozenset({ADD_FRAME, SET_SHOT_STATE})
 
     def __init__(self, delay_s: float = 0.0):
         self.delay_s = delay_s
@@ -68,6 +70,12 @@ class EchoHandler:
         self.held.drop(shot)
 
     def control(self, message: Message) -> Message:
+        """``add_frame`` holds the frame; ``set_shot_state`` checks the state and accepts it."""
+        if message.type == SET_SHOT_STATE:
+            state = SavedShotState.from_message(message)
+            with self._lock:
+                self._shots.add(state.shot)
+            return Message(OK, message.id, {"shot": state.shot, "frame": state.frame})
         passes = FramePasses.from_message(message)
         count = self.held.add(passes)
         return Message(OK, message.id, {"shot": passes.shot, "frame": passes.frame, "frames": count})
