@@ -29,7 +29,6 @@ from neural_backend.shot_refine import DEFAULT_SEGMENT, RefineSettings, RefineSt
 from .backend_errors import ShotError
 from .connection import BackendSettings, backend_settings
 from .operators import shot_name
-from .rig_builder import RigObjects
 from .shot import ShotJob, run_shot
 from .stages import CompositeStage, PassesStage, RenderOutput
 from .ui import context_rig
@@ -79,50 +78,29 @@ def run_farm(
             run_shot(job)
         elif stage == "passes":
             assert rig is not None
-            _run_passes(scene, rig, folder, frames, shot, overwrite, source, report)
+            passes = PassesStage(scene, rig, folder, frames, shot, overwrite, source)
+            _run_frames(scene, "passes", passes, report)
         elif stage == "refine":
             pool = BackendPool(list(backends), settings.token)
             refine_settings = RefineSettings(segment=segment, frame_timeout=settings.frame_timeout)
             refine_folder(folder, pool, frames, refine_settings, overwrite, report)
         else:
-            _run_composite(scene, folder, frames, overwrite, report)
+            _run_frames(scene, "composite", CompositeStage(scene, folder, frames, overwrite), report)
     except (ShotError, ShotFolderError, RefineStageError, NoBackend) as error:
         if stage != "all":  # a shot job has reported its error already
             report.error(str(error))
         raise FarmError(str(error)) from None
 
 
-def _run_passes(
-    scene: bpy.types.Scene,
-    rig: RigObjects,
-    folder: ShotFolder,
-    frames: Sequence[int],
-    shot: str,
-    overwrite: bool,
-    source: str | None,
-    report: Progress,
+def _run_frames(
+    scene: bpy.types.Scene, name: str, stage: PassesStage | CompositeStage, report: Progress
 ) -> None:
-    passes = PassesStage(scene, rig, folder, frames, shot, overwrite, source)
+    """Render each frame ``stage`` has to do, reporting progress; the scene's output settings are kept."""
     saved = RenderOutput.save(scene)
     try:
-        report.start("passes", len(passes.todo), len(passes.skipped))
-        for frame in passes.todo:
-            passes.render(frame)
-            report.frame(frame)
-        report.finish()
-    finally:
-        saved.restore(scene)
-
-
-def _run_composite(
-    scene: bpy.types.Scene, folder: ShotFolder, frames: Sequence[int], overwrite: bool, report: Progress
-) -> None:
-    composite = CompositeStage(scene, folder, frames, overwrite)
-    saved = RenderOutput.save(scene)
-    try:
-        report.start("composite", len(composite.todo), len(composite.skipped))
-        for frame in composite.todo:
-            composite.render(frame)
+        report.start(name, len(stage.todo), len(stage.skipped))
+        for frame in stage.todo:
+            stage.render(frame)
             report.frame(frame)
         report.finish()
     finally:
