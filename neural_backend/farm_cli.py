@@ -8,6 +8,7 @@ skips the frames the shot folder's manifest lists as finished and exits non-zero
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -265,8 +266,13 @@ def _run_blender(
         progress=progress,
         **given,
     )
+    if blender is None and importlib.util.find_spec("bpy") is None:
+        raise FarmUsageError("this Python has no bpy module: pip install bpy==5.0.1, or give --blender PATH")
     command = blender_command(blender, scene.resolve(), expression)
-    code = subprocess.call(command, stdin=subprocess.DEVNULL, env=os.environ.copy())
+    try:
+        code = subprocess.call(command, stdin=subprocess.DEVNULL, env=os.environ.copy())
+    except OSError as error:
+        raise FarmUsageError(f"cannot run {command[0]}: {error.strerror}") from None
     if code != 0:
         raise click.exceptions.Exit(code)
 

@@ -105,3 +105,24 @@ def test_serve_refuses_lpips_weights_without_vgg_weights(tmp_path: Path) -> None
     lpips.write_bytes(b"not used")
     result = run("serve", "--gan-resolution", "16", "--lpips-weights", str(lpips), "--port", str(free_port()))
     assert_one_line_error(result, "vgg")
+
+
+@pytest.mark.parametrize("command", ["render", "passes", "refine", "composite"])
+def test_farm_commands_have_help(command: str) -> None:
+    result = run(command, "--help")
+    assert result.returncode == 0 and result.stdout.startswith(f"Usage: rigstyle {command}")
+
+
+def test_farm_command_line_mistakes_are_one_line_errors(tmp_path: Path) -> None:
+    scene = tmp_path / "shot.blend"
+    scene.write_bytes(b"")
+    out = ("--out", str(tmp_path / "shot"))
+    assert_one_line_error(run("passes", str(scene), "--frames", "9-3", *out), "--frames", "ends before")
+    not_a_program = tmp_path / "blender"
+    not_a_program.write_text("")
+    result = run("passes", str(scene), "--frames", "1-2", *out, "--blender", str(not_a_program))
+    assert_one_line_error(result, "cannot run", "Permission denied")
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    both = ("--backend", "tcp://127.0.0.1:9", "--backend", "tcp://127.0.0.1:9")
+    assert_one_line_error(run("refine", str(folder), *both), "given twice")
