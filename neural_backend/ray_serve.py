@@ -55,8 +55,9 @@ from .protocol import (
     ProtocolError,
     error_message,
 )
-from .refine import MODES, RefineError, ShotState, check_face
+from .refine import MODES, RefineError, ShotState
 from .saved_state import SET_SHOT_STATE, SavedShotState
+from .server import hold_frame
 from .shot_frames import ShotFrames, owned_copy
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ class RefinerReplica:
                 return Failure(ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
 
     def _restore(self, saved: SavedShotState | None) -> ShotState:
-        return ShotState(self._refiner.restore(saved) if saved is not None else None)
+        return ShotState(self._backend.restore(saved) if saved is not None else None)
 
     def _saved(self, state: ShotState, shot: str) -> SavedShotState | None:
         if state.previous is None:
@@ -219,7 +220,7 @@ class RefinerReplica:
     def _frame(self, request: FrameRequest, batch: int) -> FrameReply:
         passes = request.passes
         if isinstance(passes, ParamsRequest):
-            passes = self._backend._render(passes)
+            passes = self._backend.render_params(passes)
         state = self._restore(request.state)
         refined = self._refiner.refine(passes, state, request.mode)  # type: ignore[arg-type]
         return FrameReply(refined, self._saved(state, passes.shot), self.name, batch)
@@ -325,13 +326,7 @@ class RayHandler:
             self._check_state(saved)
             self._store(saved.shot, owned_state(saved), self._epoch(saved.shot))
             return Message(OK, message.id, {"shot": saved.shot, "frame": saved.frame})
-        passes = FramePasses.from_message(message)
-        try:
-            check_face(passes)
-        except RefineError as exc:
-            raise ProtocolError(ERR_REFINE_FAILED, str(exc)) from None
-        count = self.held.add(passes)
-        return Message(OK, message.id, {"shot": passes.shot, "frame": passes.frame, "frames": count})
+        return hold_frame(self.held, message)
 
     def handle(self, message: Message, emit: Emit) -> Message:
         if message.type not in self.work_types:
@@ -436,17 +431,8 @@ class RayHandler:
 
     def _check_state(self, saved: SavedShotState) -> None:
         info = self.info
-        if saved.generator != info["generator_id"]:
-            raise PassError(
-                f"generator: the state of shot {saved.shot!r} was made by generator {saved.generator!r}; "
-                f"this backend runs {info['generator_id']!r} ({info['generator']})"
-            )
-        latent = list(saved.latent.shape)
-        if latent != [info["num_ws"], info["w_dim"]] or saved.gan.shape[-1] != info["resolution"]:
-            raise PassError(
-                f"the saved state of shot {saved.shot!r} has latent {latent} at {saved.gan.shape[-1]} px; "
-                f"this generator needs {[info['num_ws'], info['w_dim']]} at {info['resolution']} px"
-            )
+        shape = (info["num_ws"], info["w_dim"])
+        saved.check_fits(info["generator_id"], info["generator"], shape, info["resolution"])
 
     def _epoch(self, shot: str) -> int:
         with self._lock:

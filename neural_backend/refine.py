@@ -423,20 +423,6 @@ class Refiner:
             frame_metrics=frame_metrics,
         )
 
-    def restore(self, saved: SavedShotState) -> Previous:
-        """A saved shot state as this refiner's ``Previous``.
-
-        Raises:
-            RefineError: the state was made for a generator of another shape.
-        """
-        latent, resolution = tuple(saved.latent.shape), saved.gan.shape[-1]
-        if (1, *latent) != self._latent_shape or resolution != self.generator.img_resolution:
-            raise RefineError(
-                f"the saved state of shot {saved.shot!r} has latent {list(latent)} at {resolution} px; this "
-                f"generator needs {list(self._latent_shape[1:])} at {self.generator.img_resolution} px"
-            )
-        return Previous.from_saved(saved, self.device)
-
     # ---- shared steps ----------------------------------------------------------------------------
 
     @property

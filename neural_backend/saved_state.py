@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,23 @@ class SavedShotState:
             )
         if self.gan.shape[1] != self.gan.shape[2]:
             raise PassError(f"gan: expected a square image, got {list(self.gan.shape)}")
+
+    def check_fits(
+        self, generator_id: str, generator_name: str, latent_shape: Sequence[int], resolution: int
+    ) -> None:
+        """Raise :class:`PassError` unless this state can continue on a generator with this id, W+ shape
+        ``(num_ws, w_dim)`` and output resolution (``generator_name`` is for the message)."""
+        if self.generator != generator_id:
+            raise PassError(
+                f"generator: the state of shot {self.shot!r} was made by generator {self.generator!r}; "
+                f"this backend runs {generator_id!r} ({generator_name})"
+            )
+        latent, size = list(self.latent.shape), self.gan.shape[-1]
+        if latent != list(latent_shape) or size != resolution:
+            raise PassError(
+                f"the saved state of shot {self.shot!r} has latent {latent} at {size} px; this generator "
+                f"needs {list(latent_shape)} at {resolution} px"
+            )
 
     @property
     def tensors(self) -> dict[str, np.ndarray]:

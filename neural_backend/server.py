@@ -39,7 +39,7 @@ from .protocol import (
     ProtocolError,
     error_message,
 )
-from .refine import MODES, RefineConfig, RefineError, Refiner, ShotState, check_face
+from .refine import MODES, Previous, RefineConfig, RefineError, Refiner, ShotState, check_face
 from .saved_state import SET_SHOT_STATE, SavedShotState
 from .shot_folder import file_sha256
 from .shot_frames import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAMES, ShotFrames
@@ -142,13 +142,7 @@ class Backend:
         ``set_shot_state``: continue a shot from a state another backend (or an earlier run) saved."""
         if message.type == SET_SHOT_STATE:
             return self._set_state(SavedShotState.from_message(message), message.id)
-        passes = FramePasses.from_message(message)
-        try:
-            check_face(passes)
-        except RefineError as exc:
-            raise ProtocolError(ERR_REFINE_FAILED, str(exc)) from None
-        count = self.held.add(passes)
-        return Message(OK, message.id, {"shot": passes.shot, "frame": passes.frame, "frames": count})
+        return hold_frame(self.held, message)
 
     def handle(self, message: Message, emit: Emit | None = None) -> Message:
         if self._threads and self._worker_ident != threading.get_ident():
@@ -164,7 +158,7 @@ class Backend:
             if mode not in MODES:
                 raise ProtocolError(ERR_BAD_FIELD, f"mode: expected one of {list(MODES)}, got {mode!r}")
             if message.type == REFINE_PARAMS:
-                passes = self._render(ParamsRequest.from_message(message))
+                passes = self.render_params(ParamsRequest.from_message(message))
             else:
                 passes = FramePasses.from_message(message)
             return self._refine(passes, mode, _step_events(send)).to_message(message.id)
@@ -217,20 +211,19 @@ class Backend:
             tensors = saved.tensors
         return Message(OK, message.id, fields, tensors)
 
+    def restore(self, saved: SavedShotState) -> Previous:
+        """A saved shot state as the refiner's ``Previous``; :class:`PassError` when it does not fit this
+        generator (another generator id, W+ shape or resolution)."""
+        generator = self.refiner.generator
+        shape = (int(generator.num_ws), int(generator.w_dim))
+        saved.check_fits(self.generator_id, self.generator_name, shape, self.resolution)
+        return Previous.from_saved(saved, self.refiner.device)
+
     def _set_state(self, saved: SavedShotState, request_id: int) -> Message:
-        if saved.generator != self.generator_id:
-            raise PassError(
-                f"generator: the state of shot {saved.shot!r} was made by generator {saved.generator!r}; "
-                f"this backend runs {self.generator_id!r} ({self.generator_name})"
-            )
-        try:
-            previous = self.refiner.restore(saved)
-        except RefineError as exc:
-            raise PassError(str(exc)) from None
-        self._state(saved.shot).previous = previous
+        self._state(saved.shot).previous = self.restore(saved)
         return Message(OK, request_id, {"shot": saved.shot, "frame": saved.frame})
 
-    def _render(self, request: ParamsRequest) -> FramePasses:
+    def render_params(self, request: ParamsRequest) -> FramePasses:
         """The passes of a params-only request, rendered with pyrender from the named rig."""
         from .param_render import render_passes  # imports pyrender (EGL) only when first needed
 
@@ -257,6 +250,17 @@ class Backend:
             while len(self.shots) > self.max_shots:
                 self.shots.popitem(last=False)
         return state
+
+
+def hold_frame(held: ShotFrames, message: Message) -> Message:
+    """``add_frame``: check the frame (passes and a face the alignment can use), hold it, answer ``ok``."""
+    passes = FramePasses.from_message(message)
+    try:
+        check_face(passes)
+    except RefineError as exc:
+        raise ProtocolError(ERR_REFINE_FAILED, str(exc)) from None
+    count = held.add(passes)
+    return Message(OK, message.id, {"shot": passes.shot, "frame": passes.frame, "frames": count})
 
 
 def _step_events(emit: Emit) -> StepCallback:
