@@ -1,8 +1,9 @@
 """Temporal stability: independent per-frame inversion vs shot inversion, with and without the motion pass.
 
 A synthetic moving, talking face (translation, rotation, mouth opening, per-frame render noise, exact
-motion pass) is refined four ways with the same optimisation budget (frame-steps), by the built-in
-untrained generator on the CPU:
+motion pass) is refined four ways with the same optimisation budget (frame-steps), on the CPU, by the
+generator given with ``--checkpoint`` (default: the built-in untrained one; ``builtin-face-prior`` for the
+shipped face prior, at its own alignment unless ``--alignment`` says otherwise):
 
 - independent:      every frame inverted on its own from w_avg (the baseline, as image-only methods do);
 - shot:             one joint inversion: shared identity latent + small, smooth per-frame offsets,
@@ -15,7 +16,8 @@ Prints a table (masked skin PSNR of the generator vs the render, temporal warp e
 outside the skin, latent drift, seconds per frame); the last line is
 ``temporal_ratio=<shot+motion error / independent error>`` (target: <= 0.5 at equal or better skin PSNR).
 
-Usage: ``.venv/bin/python benchmarks/refine_temporal.py [--frames 8] [--resolution 32] [--steps 60]``
+Usage: ``.venv/bin/python benchmarks/refine_temporal.py [--checkpoint builtin-face-prior] [--frames 8]
+[--resolution 32] [--steps 60]``
 """
 
 from __future__ import annotations
@@ -33,24 +35,30 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 from synthetic import synthetic_shot  # noqa: E402
 from temporal_compare import compare  # noqa: E402
 
-from neural_backend.builtin_generator import builtin_generator  # noqa: E402
+from neural_backend.alignment import Alignment  # noqa: E402
+from neural_backend.checkpoint import UNTRAINED_NAME, read_checkpoint  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=8, help="frames in the shot")
     parser.add_argument("--size", type=int, default=128, help="frame size in pixels")
-    parser.add_argument("--resolution", type=int, default=32, help="built-in generator resolution")
+    parser.add_argument("--checkpoint", default=UNTRAINED_NAME, help="checkpoint file or built-in name")
+    parser.add_argument("--alignment", help='"ffhq" or alignment JSON (default: the checkpoint\'s own)')
+    parser.add_argument("--resolution", type=int, default=32, help="builtin-untrained resolution")
     parser.add_argument("--steps", type=int, default=60, help="steps per frame (independent) / per shot")
     parser.add_argument("--pti-steps", type=int, default=30, help="pivotal-tuning steps")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     frames = synthetic_shot(args.frames, size=args.size)
-    generator = builtin_generator(args.resolution)
-    outcomes = compare(generator, frames, args.steps, args.pti_steps)
+    checkpoint = read_checkpoint(args.checkpoint, untrained_resolution=args.resolution)
+    alignment = Alignment.from_json(args.alignment) if args.alignment else checkpoint.alignment
+    generator = checkpoint.generator
+    outcomes = compare(generator, frames, args.steps, args.pti_steps, alignment=alignment)
     print(
-        f"synthetic moving shot: {args.frames} frames {args.size}px, built-in generator {args.resolution}px, "
+        f"synthetic moving shot: {args.frames} frames {args.size}px, {checkpoint.name} "
+        f"{generator.img_resolution}px, alignment {alignment.name}, "
         f"{args.steps} steps per frame (independent) or per shot (joint), PTI {args.pti_steps} steps"
     )
     header = ("variant", "skin PSNR dB", "temporal err", "vs indep", "drift", "s/frame")

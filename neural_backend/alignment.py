@@ -8,7 +8,9 @@ a plain affine map between two continuous coordinate systems.
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -60,6 +62,98 @@ def ffhq_quad(landmarks68: np.ndarray) -> np.ndarray:
     x = x / norm * scale
     y = _rot90(x)
     centre = eye_avg + 0.1 * eye_to_mouth
+    return np.stack([centre - x - y, centre - x + y, centre + x + y, centre + x - y])
+
+
+FFHQ_RECIPE = "ffhq"
+
+
+class AlignmentError(ValueError):
+    """An alignment description that cannot be used (bad JSON, unknown recipe, out-of-range values)."""
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How a generator frames a face: the FFHQ crop square, scaled about its centre and moved.
+
+    ``scale`` and ``offset`` are a landmark template in crop coordinates relative to the FFHQ recipe: a
+    face whose FFHQ square is the unit crop lands in this generator's crop with its eyes and mouth moved
+    by ``-offset`` and shrunk by ``1 / scale`` about the centre. ``ffhq`` is scale 1, offset (0, 0).
+
+    Attributes:
+        name: ``ffhq`` or the template's name (``face-prior``, ``calibrated``, ...).
+        scale: side of this generator's crop relative to the FFHQ square (> 1: the face looks smaller).
+        offset: (x, y) move of the crop centre in FFHQ crop sides, along the crop's own axes (y down).
+    """
+
+    name: str = FFHQ_RECIPE
+    scale: float = 1.0
+    offset: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise AlignmentError("alignment: the name is empty")
+        try:  # plain floats, so that equal alignments compare (and hash) equal however they were given
+            object.__setattr__(self, "scale", float(self.scale))
+            object.__setattr__(self, "offset", tuple(float(v) for v in self.offset))
+        except (TypeError, ValueError) as error:
+            raise AlignmentError(f"alignment {self.name!r}: {error}") from None
+        if not (math.isfinite(self.scale) and 0.25 <= self.scale <= 4.0):
+            raise AlignmentError(f"alignment {self.name!r}: scale {self.scale} outside [0.25, 4]")
+        if len(self.offset) != 2 or not all(math.isfinite(v) and abs(v) <= 1.0 for v in self.offset):
+            raise AlignmentError(
+                f"alignment {self.name!r}: offset {self.offset} must be two values in [-1, 1]"
+            )
+
+    def quad(self, landmarks68: np.ndarray) -> np.ndarray:
+        """This generator's crop square (4, 2), in :func:`ffhq_quad` corner order, from iBUG-68 landmarks."""
+        return adjust_quad(ffhq_quad(landmarks68), self.scale, self.offset)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"name": self.name, "scale": self.scale, "offset": list(self.offset)}, sort_keys=True
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Alignment:
+        """Parse :meth:`to_json` output (or a bare recipe name such as ``"ffhq"``)."""
+        if text.strip() == FFHQ_RECIPE:
+            return FFHQ
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise AlignmentError(f"alignment: not JSON ({error})") from None
+        if not isinstance(values, dict) or "name" not in values:
+            raise AlignmentError("alignment: expected an object with 'name', 'scale' and 'offset'")
+        unknown = sorted(set(values) - {"name", "scale", "offset"})
+        if unknown:
+            raise AlignmentError(f"alignment: unknown keys {unknown}")
+        try:
+            scale, offset = float(values.get("scale", 1.0)), tuple(map(float, values.get("offset", (0, 0))))
+        except (TypeError, ValueError) as error:
+            raise AlignmentError(f"alignment: {error}") from None
+        return cls(str(values["name"]), scale, offset)  # type: ignore[arg-type]  # checked in __post_init__
+
+    def describe(self) -> str:
+        if self == FFHQ:
+            return "ffhq (the FFHQ crop recipe)"
+        moved = f"({self.offset[0]:+.3f}, {self.offset[1]:+.3f})"
+        return f"{self.name} (FFHQ square x{self.scale:.3f}, centre moved by {moved} sides)"
+
+
+FFHQ = Alignment()
+
+
+def adjust_quad(quad: np.ndarray, scale: float, offset: tuple[float, float]) -> np.ndarray:
+    """Scale a crop square about its centre and move it by ``offset`` sides along its own axes."""
+    quad = np.asarray(quad, dtype=np.float64)
+    if scale == 1.0 and offset[0] == 0.0 and offset[1] == 0.0:
+        return quad.copy()  # bit-identical to the input (rebuilding it from centre and axes rounds)
+    centre = quad.mean(axis=0)
+    x_axis = 0.5 * (quad[3] - quad[0])  # half side along the crop's x (left -> right)
+    y_axis = 0.5 * (quad[1] - quad[0])  # half side along the crop's y (top -> bottom)
+    centre = centre + 2.0 * offset[0] * x_axis + 2.0 * offset[1] * y_axis
+    x, y = scale * x_axis, scale * y_axis
     return np.stack([centre - x - y, centre - x + y, centre + x + y, centre + x - y])
 
 

@@ -11,6 +11,7 @@ Formats, recognised by their leading bytes (never by the file name), and read wi
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import struct
@@ -23,6 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .alignment import FFHQ, Alignment, AlignmentError
 from .stylegan2 import Discriminator, Generator
 
 FORMAT_NAME = "rigstyle-generator"
@@ -30,6 +32,15 @@ FORMAT_VERSION = "1"
 CONFIG_KEY = "rigstyle_config"
 D_CONFIG_KEY = "rigstyle_discriminator_config"
 D_PREFIX = "D."
+ALIGNMENT_KEY = "rigstyle_alignment"  # metadata: Alignment JSON (absent = ffhq)
+TRAINING_KEY = "rigstyle_training"  # metadata: how `rigstyle train` made the file (JSON)
+# Generators by name, usable wherever a checkpoint path is: the shipped face prior (a 64 px StyleGAN2
+# distilled from a DCGAN trained on DigiFace-1M, docs/face-prior.md) and the untrained generator (tests).
+FACE_PRIOR_NAME = "builtin-face-prior"
+UNTRAINED_NAME = "builtin-untrained"
+BUILTIN_NAMES = (FACE_PRIOR_NAME, UNTRAINED_NAME)
+FACE_PRIOR_PATH = Path(__file__).parent / "weights" / "face_prior.safetensors"
+KIND_BUILTIN = "builtin"
 KIND_RIGSTYLE = "rigstyle-safetensors"
 KIND_NVLABS = "nvlabs-pkl"
 KIND_ROSINALITY = "rosinality-pt"
@@ -52,16 +63,40 @@ class Checkpoint:
     discriminator: Discriminator | None = None
     discriminator_problem: str | None = None  # why a discriminator in the file could not be loaded
     notes: tuple[str, ...] = ()  # facts worth telling the user, e.g. an estimated w_avg
+    name: str = ""  # a built-in name, or the file path as given
+    alignment: Alignment = FFHQ  # how the generator frames faces (file metadata; NVlabs/rosinality: ffhq)
+    untrained: bool = False  # True only for the built-in untrained generator
+    metadata: tuple[tuple[str, str], ...] = ()  # other RigStyle metadata entries (e.g. rigstyle_training)
 
 
-def read_checkpoint(path: str | Path) -> Checkpoint:
+def is_builtin(spec: str | Path) -> bool:
+    return str(spec) in BUILTIN_NAMES
+
+
+def read_checkpoint(path: str | Path, untrained_resolution: int = 64) -> Checkpoint:
     """Read any supported checkpoint, choosing the reader from the file's leading bytes.
+
+    ``path`` may also be a built-in name: ``builtin-face-prior`` (the shipped prior) or
+    ``builtin-untrained`` (built at ``untrained_resolution``; nothing learned, for tests).
 
     Raises:
         CheckpointError: missing or unreadable file, unsupported format, refused pickle content, bad
             config or mismatched tensors. The message is one line and names the file.
     """
-    path = Path(path)
+    if str(path) == UNTRAINED_NAME:
+        from .builtin_generator import builtin_generator
+
+        generator = builtin_generator(untrained_resolution)
+        return Checkpoint(Path(UNTRAINED_NAME), KIND_BUILTIN, generator, name=UNTRAINED_NAME, untrained=True)
+    if str(path) == FACE_PRIOR_NAME:
+        if not FACE_PRIOR_PATH.is_file():
+            raise CheckpointError(f"{FACE_PRIOR_NAME}: the packaged file {FACE_PRIOR_PATH} is missing")
+        return dataclasses.replace(read_checkpoint(FACE_PRIOR_PATH), name=FACE_PRIOR_NAME)
+    checkpoint = _read_file(Path(path))
+    return checkpoint if checkpoint.name else dataclasses.replace(checkpoint, name=str(path))
+
+
+def _read_file(path: Path) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     kind = sniff_format(path)
@@ -72,14 +107,21 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def load_generator(
-    path: str | Path, device: str | torch.device = "cpu", *, compile: bool = False
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    compile: bool = False,
+    untrained_resolution: int = 64,
 ) -> Generator:
     """The generator (``G_ema`` / ``g_ema``) of any supported checkpoint, in eval mode on ``device``.
+
+    ``path`` may be a built-in name: ``"builtin-face-prior"`` or ``"builtin-untrained"`` (built at
+    ``untrained_resolution``).
 
     ``compile=True`` compiles mapping and synthesis with ``torch.compile`` (state-dict names unchanged):
     the first call then takes tens of seconds, later calls run faster, mostly on GPUs.
     """
-    generator = read_checkpoint(path).generator.to(device).eval()
+    generator = read_checkpoint(path, untrained_resolution).generator.to(device).eval()
     if compile:
         generator.mapping.compile()
         generator.synthesis.compile()
@@ -101,10 +143,22 @@ def load_discriminator(path: str | Path, device: str | torch.device = "cpu") -> 
 
 
 def save_checkpoint(
-    generator: Generator, path: str | Path, discriminator: Discriminator | None = None
+    generator: Generator,
+    path: str | Path,
+    discriminator: Discriminator | None = None,
+    metadata: dict[str, str] | None = None,
+    alignment: Alignment | None = None,
+    half: bool = False,
 ) -> None:
-    """Write ``generator`` (and ``discriminator``) with their constructor configs in the RigStyle format."""
-    metadata = {"format": FORMAT_NAME, "version": FORMAT_VERSION}
+    """Write ``generator`` (and ``discriminator``) with their constructor configs in the RigStyle format.
+
+    ``metadata`` adds string entries (e.g. ``rigstyle_training``) to the file's own; ``alignment`` is stored
+    unless it is ffhq (the default of files without one). ``half`` stores floating tensors as float16
+    (loading converts back to float32): half the size, for shipping.
+    """
+    metadata = {**(metadata or {}), "format": FORMAT_NAME, "version": FORMAT_VERSION}
+    if alignment is not None and alignment != FFHQ:
+        metadata[ALIGNMENT_KEY] = alignment.to_json()
     tensors: dict[str, torch.Tensor] = {}
     for prefix, key, module, cls in (
         ("", CONFIG_KEY, generator, Generator),
@@ -116,7 +170,8 @@ def save_checkpoint(
             raise TypeError(f"expected a stylegan2.{cls.__name__}, got {type(module).__name__}")
         metadata[key] = json.dumps(module.init_kwargs, sort_keys=True)
         for name, t in module.state_dict().items():
-            tensors[prefix + name] = t.detach().to("cpu").contiguous().clone()
+            t = t.detach().to("cpu")
+            tensors[prefix + name] = (t.half() if half and t.is_floating_point() else t).contiguous().clone()
     save_file(tensors, str(path), metadata=metadata)
 
 
@@ -150,15 +205,28 @@ def _read_rigstyle(path: Path) -> Checkpoint:
             if discriminator is not None:
                 expected |= {D_PREFIX + n: list(t.shape) for n, t in discriminator.state_dict().items()}
             check_tensor_names(path, shapes, expected)
-            state = {name: handle.get_tensor(name) for name in shapes}
+            state = {name: _float32(handle.get_tensor(name)) for name in shapes}
     except SafetensorError as error:
         raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+    try:
+        alignment = Alignment.from_json(metadata[ALIGNMENT_KEY]) if ALIGNMENT_KEY in metadata else FFHQ
+    except AlignmentError as error:
+        raise CheckpointError(f"{path}: metadata {ALIGNMENT_KEY!r}: {error}") from None
+    extra = tuple(
+        sorted(
+            (k, v)
+            for k, v in metadata.items()
+            if k.startswith("rigstyle_") and k not in (CONFIG_KEY, D_CONFIG_KEY, ALIGNMENT_KEY)
+        )
+    )
     generator.load_state_dict({n: t for n, t in state.items() if not n.startswith(D_PREFIX)}, strict=True)
     if discriminator is not None:
         d_state = {n[len(D_PREFIX) :]: t for n, t in state.items() if n.startswith(D_PREFIX)}
         discriminator.load_state_dict(d_state, strict=True)
         discriminator.eval()
-    return Checkpoint(path, KIND_RIGSTYLE, generator.eval(), discriminator)
+    return Checkpoint(
+        path, KIND_RIGSTYLE, generator.eval(), discriminator, alignment=alignment, metadata=extra
+    )
 
 
 def _check_format(path: Path, metadata: dict[str, str]) -> None:
@@ -237,3 +305,34 @@ _READERS: dict[str, Callable[[Path], Checkpoint]] = {
     "pickle": _read_nvlabs,
     "torch": _read_rosinality,
 }
+
+
+def _float32(tensor: torch.Tensor) -> torch.Tensor:
+    """Half-precision storage (shipped files) is loaded as float32; other dtypes are kept."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
+def write_alignment(path: str | Path, alignment: Alignment) -> None:
+    """Store ``alignment`` in a RigStyle checkpoint's metadata, tensors untouched (atomic rewrite).
+
+    Raises:
+        CheckpointError: not a RigStyle safetensors checkpoint (other formats: convert first).
+    """
+    path = Path(path)
+    if not path.is_file() or sniff_format(path) != "safetensors":
+        raise CheckpointError(
+            f"{path}: alignment can only be written into a RigStyle .safetensors checkpoint"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            _check_format(path, metadata)
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except SafetensorError as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+    metadata.pop(ALIGNMENT_KEY, None)
+    if alignment != FFHQ:
+        metadata[ALIGNMENT_KEY] = alignment.to_json()
+    partial = path.with_name(f".{path.name}.partial")
+    save_file(tensors, str(partial), metadata=metadata)
+    partial.replace(path)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .farm_cli import FARM_COMMANDS
+from .train.cli import train_command
 
 if TYPE_CHECKING:
     from .ray_serve import RayOptions
@@ -33,18 +34,58 @@ def _power_of_two(ctx: click.Context, param: click.Parameter, value: int | None)
     return value
 
 
+FACE_PRIOR = "builtin-face-prior"  # neural_backend.checkpoint.FACE_PRIOR_NAME (the CLI imports no torch)
+BUILTINS = (FACE_PRIOR, "builtin-untrained")
+
+
+class CheckpointSpec(click.ParamType):
+    """A checkpoint file that exists, or a built-in generator's name."""
+
+    name = "FILE|NAME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if text in BUILTINS:
+            return text
+        path = Path(text)
+        if not path.exists():
+            self.fail(f"{text}: no such file (or built-in name: {', '.join(BUILTINS)})", param, ctx)
+        if path.is_dir():
+            self.fail(f"{text} is a folder, not a checkpoint file", param, ctx)
+        return text
+
+
+def _alignment(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from .alignment import Alignment, AlignmentError
+
+    try:
+        return Alignment.from_json(value)
+    except AlignmentError as error:
+        raise click.BadParameter(str(error), ctx, param) from None
+
+
 checkpoint_option = click.option(
     "--checkpoint",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="StyleGAN2 checkpoint (.safetensors, NVlabs .pkl, rosinality .pt). Default: the built-in UNTRAINED "
-    "generator.",
+    type=CheckpointSpec(),
+    default=FACE_PRIOR,
+    show_default=True,
+    help="StyleGAN2 checkpoint (.safetensors, NVlabs .pkl, rosinality .pt) or a built-in: builtin-face-prior "
+    "(the shipped 64 px face prior) or builtin-untrained (nothing learned; for tests).",
 )
 gan_resolution_option = click.option(
     "--gan-resolution",
     default=64,
     show_default=True,
     callback=_power_of_two,
-    help="Resolution of the built-in generator (ignored with --checkpoint).",
+    help="Resolution of builtin-untrained (other generators have their own).",
+)
+alignment_option = click.option(
+    "--alignment",
+    callback=_alignment,
+    help='Override the checkpoint\'s face framing: "ffhq" or JSON '
+    '{"name": ..., "scale": ..., "offset": [x, y]}.',
 )
 steps_first_option = click.option(
     "--steps-first", type=click.IntRange(min=1), help="Inversion steps for a shot's first frame."
@@ -107,6 +148,7 @@ def cli() -> None:
 )
 @checkpoint_option
 @gan_resolution_option
+@alignment_option
 @steps_first_option
 @steps_warm_option
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's).")
@@ -217,8 +259,9 @@ def serve(
     no_shm: bool,
     echo: bool,
     echo_delay: float,
-    checkpoint: Path | None,
+    checkpoint: str,
     gan_resolution: int,
+    alignment: Any,
     steps_first: int | None,
     steps_warm: int | None,
     threads: int | None,
@@ -284,6 +327,7 @@ def serve(
             config = ServerConfig(
                 checkpoint=checkpoint,
                 resolution=gan_resolution,
+                alignment=alignment,
                 refine=refine,
                 device=device,
                 rigs=tuple(rig_models),
@@ -360,7 +404,7 @@ def _start_ray(config: ServerConfig, options: RayOptions) -> Handler:
         stop(options)
         raise
     if handler.info.get("untrained"):
-        click.echo("WARNING: no --checkpoint given: serving the built-in UNTRAINED generator.", err=True)
+        click.echo("WARNING: serving the built-in UNTRAINED generator: its images are not faces.", err=True)
     return handler
 
 
@@ -379,7 +423,7 @@ def _load_backend(config: ServerConfig, threads: int | None) -> Handler:
     except (CheckpointError, DeviceError, RigLoadError, EncoderError, PerceptualError) as exc:
         raise UserError(str(exc)) from None
     if backend.untrained:
-        click.echo("WARNING: no --checkpoint given: serving the built-in UNTRAINED generator.", err=True)
+        click.echo("WARNING: serving the built-in UNTRAINED generator: its images are not faces.", err=True)
     return backend
 
 
@@ -415,6 +459,7 @@ _BLEND_OPTIONS = {"history": "history", "blend_width": "width_px", "gan_skin": "
 @click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1), help="Cycles samples.")
 @checkpoint_option
 @gan_resolution_option
+@alignment_option
 @click.option("--shot-steps", type=click.IntRange(min=1), help="Joint inversion steps for the shot.")
 @click.option("--pti", is_flag=True, help="Pivotal tuning of the generator for the shot after the inversion.")
 @click.option("--port", type=click.IntRange(1, 65535), help="Backend port (default: a free one).")
@@ -423,8 +468,9 @@ def demo(
     frames: int,
     resolution: int,
     samples: int,
-    checkpoint: Path | None,
+    checkpoint: str,
     gan_resolution: int,
+    alignment: Any,
     shot_steps: int | None,
     pti: bool,
     port: int | None,
@@ -447,6 +493,7 @@ def demo(
         samples=samples,
         checkpoint=checkpoint,
         gan_resolution=gan_resolution,
+        alignment=alignment.to_json() if alignment is not None else None,
         shot_steps=shot_steps,
         pti=pti,
         port=port,
@@ -485,7 +532,7 @@ def demo(
 )
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def train_encoder_command(
-    checkpoint: Path | None,
+    checkpoint: str,
     gan_resolution: int,
     out: Path,
     steps: int,
@@ -512,20 +559,16 @@ def train_encoder_command(
         raise UserError(f"{out}: already exists (use --force to overwrite)")
     if not out.parent.is_dir():
         raise UserError(f"{out}: folder {out.parent} does not exist")
-    from .builtin_generator import builtin_generator
-    from .checkpoint import CheckpointError, load_generator
+    from .checkpoint import CheckpointError, read_checkpoint
     from .encoder import EncoderError, save_encoder, train_encoder
     from .server import DeviceError, resolve_device
 
     try:
         device = resolve_device(device)
-        if checkpoint is None:
-            click.echo(
-                "WARNING: no --checkpoint given: training on the built-in UNTRAINED generator.", err=True
-            )
-            generator = builtin_generator(gan_resolution).to(device)
-        else:
-            generator = load_generator(checkpoint, device)
+        loaded = read_checkpoint(checkpoint, untrained_resolution=gan_resolution)
+        if loaded.untrained:
+            click.echo("WARNING: training on the built-in UNTRAINED generator.", err=True)
+        generator = loaded.generator.to(device).eval()
     except (CheckpointError, DeviceError) as exc:
         raise UserError(str(exc)) from None
     every = max(1, steps // 10)
@@ -558,13 +601,14 @@ CONVERT_TARGETS = {".safetensors": "rigstyle", ".pt": "rosinality", ".pth": "ros
 
 
 @checkpoint.command("inspect")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def checkpoint_inspect(file: Path) -> None:
-    """Print what a checkpoint holds.
+@click.argument("file", type=CheckpointSpec())
+def checkpoint_inspect(file: str) -> None:
+    """Print what a checkpoint (or a built-in generator) holds.
 
     \b
-    Example:
+    Examples:
       rigstyle checkpoint inspect stylegan2-ffhq-1024x1024.pkl
+      rigstyle checkpoint inspect builtin-face-prior
     """
     from .checkpoint import CheckpointError, read_checkpoint
 
@@ -581,8 +625,10 @@ def checkpoint_inspect(file: Path) -> None:
     else:
         discriminator = f"no ({loaded.discriminator_problem})" if loaded.discriminator_problem else "no"
     lines = [
-        f"file:           {file}",
-        f"kind:           {loaded.kind}",
+        f"file:           {loaded.path}" + (f" ({loaded.name})" if loaded.name != str(loaded.path) else ""),
+        f"kind:           {loaded.kind}"
+        + (" (UNTRAINED: its images are not faces)" if loaded.untrained else ""),
+        f"alignment:      {loaded.alignment.describe()}",
         f"resolution:     {generator.img_resolution}",
         f"mapping depth:  {generator.mapping.num_layers}",
         f"num_ws:         {generator.num_ws}",
@@ -594,7 +640,89 @@ def checkpoint_inspect(file: Path) -> None:
         f"discriminator:  {discriminator}",
     ]
     lines += [f"note:           {note}" for note in loaded.notes]
+    lines += [f"{key[len('rigstyle_') :] + ':':<16}{value}" for key, value in loaded.metadata]
     click.echo("\n".join(lines))
+
+
+@checkpoint.command("calibrate")
+@click.argument("file", type=CheckpointSpec())
+@click.option(
+    "--frames", default=4, show_default=True, type=click.IntRange(1, 4), help="Demo-head frames to fit."
+)
+@click.option(
+    "--steps",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Inversion steps per frame and candidate.",
+)
+@click.option("--name", default="calibrated", show_default=True, help="Name of the alignment written.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a RigStyle .safetensors copy with the alignment here (needed for .pkl/.pt and built-ins; "
+    "default: update FILE's metadata in place).",
+)
+@click.option("--dry-run", is_flag=True, help="Only print what was found.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's).")
+def checkpoint_calibrate(
+    file: str, frames: int, steps: int, name: str, out: Path | None, dry_run: bool, threads: int | None
+) -> None:
+    """Estimate how FILE's generator frames faces and store it as the checkpoint's alignment.
+
+    Renders the demo head (pyrender, no Blender) in a few expressions and head turns, and searches the
+    crop (the FFHQ square, scaled and moved) in which the generator fits the rendered skin best. Takes a
+    few minutes on a CPU for a 64 px generator.
+
+    \b
+    Examples:
+      rigstyle checkpoint calibrate my-generator.safetensors
+      rigstyle checkpoint calibrate ffhq.pkl --out ffhq-calibrated.safetensors
+    """
+    from .calibrate import calibrate, demo_frames
+    from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint, write_alignment
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        loaded = read_checkpoint(file)
+    except CheckpointError as exc:
+        raise UserError(str(exc)) from None
+    if out is None and not dry_run and (loaded.kind != "rigstyle-safetensors" or file in BUILTINS):
+        raise UserError(f"{file}: a {loaded.kind} file cannot hold metadata; give --out FILE.safetensors")
+    click.echo(f"calibrating {loaded.name} ({loaded.generator.img_resolution} px) on {frames} demo frames...")
+    found = calibrate(
+        loaded.generator,
+        demo_frames(frames),
+        steps=steps,
+        name=name,
+        on_candidate=lambda c: click.echo(f"  {c.alignment.describe()}: skin loss {c.loss:.5f}"),
+    )
+    click.echo(
+        f"best: {found.alignment.describe()}, skin loss {found.loss:.5f} (ffhq: {found.ffhq_loss:.5f}; "
+        f"{len(found.candidates)} candidates)"
+    )
+    if dry_run:
+        return
+    try:
+        if out is None:
+            write_alignment(Path(file), found.alignment)
+            click.echo(f"wrote the alignment into {file}")
+        else:
+            partial = out.with_name(f".{out.name}.partial")
+            save_checkpoint(
+                loaded.generator,
+                partial,
+                loaded.discriminator,
+                dict(loaded.metadata),
+                alignment=found.alignment,
+            )
+            partial.replace(out)
+            click.echo(f"wrote {out} with the alignment")
+    except (CheckpointError, OSError) as exc:
+        raise UserError(str(exc)) from None
 
 
 @checkpoint.command("convert")
@@ -607,15 +735,32 @@ def checkpoint_inspect(file: Path) -> None:
     help="Output format. Default: from TARGET's suffix (.safetensors = rigstyle, .pt/.pth = rosinality).",
 )
 @click.option("--force", is_flag=True, help="Overwrite TARGET if it exists.")
-def checkpoint_convert(source: Path, target: Path, target_format: str | None, force: bool) -> None:
+@click.option(
+    "--half", is_flag=True, help="rigstyle: store float16 tensors (half the size; loads as float32)."
+)
+@click.option("--no-discriminator", is_flag=True, help="Leave the discriminator out.")
+@alignment_option
+def checkpoint_convert(
+    source: Path,
+    target: Path,
+    target_format: str | None,
+    force: bool,
+    half: bool,
+    no_discriminator: bool,
+    alignment: Any,
+) -> None:
     """Convert SOURCE (any supported format) to TARGET, generator and discriminator alike.
 
-    The result draws bit-identical images for the same latents and noise.
+    The result draws bit-identical images for the same latents and noise (with --half: images within
+    float16 rounding). A rigstyle TARGET keeps SOURCE's alignment and training metadata; --alignment sets
+    another framing.
 
     \b
     Examples:
       rigstyle checkpoint convert stylegan2-ffhq-1024x1024.pkl ffhq.safetensors
       rigstyle checkpoint convert ffhq.safetensors ffhq-rosinality.pt
+      rigstyle checkpoint convert runs/prior/network-020000.safetensors prior.safetensors --half \\
+          --alignment '{"name": "face-prior", "scale": 0.75, "offset": [0, 0.017]}'
     """
     from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
     from .rosinality import discriminator_problems, save_rosinality
@@ -629,14 +774,23 @@ def checkpoint_convert(source: Path, target: Path, target_format: str | None, fo
         raise UserError(f"{target}: already exists (use --force to overwrite)")
     if target.resolve() == source.resolve():
         raise UserError(f"{target}: is the source file; choose another output path")
+    if target_format != "rigstyle" and (half or alignment is not None):
+        raise UserError("--half and --alignment need a rigstyle (.safetensors) target")
     partial = target.with_name(f".{target.name}.partial")
     notes: list[str] = []
     try:
         loaded = read_checkpoint(source)
         notes += [*loaded.notes, *([loaded.discriminator_problem] if loaded.discriminator_problem else [])]
-        discriminator = loaded.discriminator
+        discriminator = None if no_discriminator else loaded.discriminator
         if target_format == "rigstyle":
-            save_checkpoint(loaded.generator, partial, discriminator)
+            save_checkpoint(
+                loaded.generator,
+                partial,
+                discriminator,
+                metadata=dict(loaded.metadata),
+                alignment=alignment or loaded.alignment,
+                half=half,
+            )
         else:
             if discriminator is not None and discriminator_problems(discriminator.init_kwargs):
                 reasons = "; ".join(discriminator_problems(discriminator.init_kwargs))
@@ -786,7 +940,7 @@ def rig_to_blend(
             click.echo(line.removeprefix("[rigstyle] "))
 
 
-for _command in FARM_COMMANDS:
+for _command in (*FARM_COMMANDS, train_command):
     cli.add_command(_command)
 
 

@@ -22,8 +22,10 @@ from .client import BackendError, wait_until_healthy
 from .contact_sheet import write_contact_sheet
 from .passes import RESULT_METRICS
 from .ports import free_port, port_is_free
+from .shot_folder import file_sha256
 
 HOST = "127.0.0.1"
+BUILTIN_GENERATORS = ("builtin-face-prior", "builtin-untrained")  # checkpoint.BUILTIN_NAMES (no torch here)
 BACKEND_START_TIMEOUT = 180.0  # seconds: importing torch and building the generator on a busy machine
 USER_ERROR_EXIT = 2
 
@@ -42,8 +44,9 @@ class DemoConfig:
     frames: int = 16  # Number of frames (1..frames).
     resolution: int = 256  # Square frame size in pixels.
     samples: int = 16  # Cycles samples for the beauty pass.
-    checkpoint: Path | None = None  # Generator checkpoint; None = built-in untrained generator.
-    gan_resolution: int = 64  # Built-in generator resolution.
+    checkpoint: str = "builtin-face-prior"  # Checkpoint file or built-in name.
+    gan_resolution: int = 64  # Resolution of builtin-untrained.
+    alignment: str | None = None  # Alignment JSON overriding the checkpoint's own (None = its own).
     shot_steps: int | None = None  # Joint inversion steps for the shot (None = backend default).
     pti: bool = False  # Pivotal tuning for the shot.
     port: int | None = None  # Backend port; None = pick a free one.
@@ -58,7 +61,7 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[st
     """
     if config.frames < 1:
         raise DemoError(f"--frames must be at least 1, got {config.frames}")
-    if config.checkpoint is not None and not config.checkpoint.is_file():
+    if str(config.checkpoint) not in BUILTIN_GENERATORS and not Path(config.checkpoint).is_file():
         raise DemoError(f"checkpoint {config.checkpoint} does not exist")
     if config.port is not None and not port_is_free(HOST, config.port):
         raise DemoError(f"port {config.port} on {HOST} is busy; choose another --port or leave it out")
@@ -78,8 +81,8 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[st
         seconds["backend_start"] = time.perf_counter() - started
         if health.get("untrained"):
             echo(
-                "      NOTE: no --checkpoint given, so the backend uses the built-in UNTRAINED generator: "
-                "its output is not a face. Pass --checkpoint for real results."
+                "      NOTE: the backend uses the built-in UNTRAINED generator: its output is not a face. "
+                "Leave --checkpoint out (the face prior) or pass your own for real results."
             )
         echo(f"[2/4] Blender: building the demo shot, rendering {config.frames} frames, refining the shot")
         _run_blender_job(config, out, address, logs / "blender.log", echo, backend)
@@ -123,10 +126,9 @@ def _clear_previous_outputs(out: Path) -> None:
 
 def _start_backend(config: DemoConfig, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "neural_backend", "serve", "--host", HOST, "--port", str(port)]
-    if config.checkpoint is not None:
-        command += ["--checkpoint", str(config.checkpoint)]
-    else:
-        command += ["--gan-resolution", str(config.gan_resolution)]
+    command += ["--checkpoint", str(config.checkpoint), "--gan-resolution", str(config.gan_resolution)]
+    if config.alignment is not None:
+        command += ["--alignment", config.alignment]
     if config.shot_steps:
         command += ["--shot-steps", str(config.shot_steps)]
     if config.pti:
@@ -218,9 +220,11 @@ def _report(
         "samples": job["samples"],
         "gan_resolution": health["resolution"],
         "checkpoint": {
-            "path": str(config.checkpoint) if config.checkpoint else None,
-            "generator": health["generator"],
+            "name": health["generator"],
+            "path": health.get("checkpoint_path"),
+            "sha256": file_sha256(Path(health["checkpoint_path"])) if health.get("checkpoint_path") else None,
             "untrained": bool(health["untrained"]),
+            "alignment": health.get("alignment"),
         },
         "seconds": seconds,
         "shot": job.get("shot_metrics", {}),

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 from .alignment import (
+    FFHQ,
+    Alignment,
     crop_matrix,
     feather,
-    ffhq_quad,
     smooth_quad_causal,
     smooth_quads,
     warp_to_crop,
@@ -216,8 +217,10 @@ class Refiner:
         device: str | torch.device = "cpu",
         discriminator: Discriminator | None = None,
         encoder: Encoder | None = None,
+        alignment: Alignment = FFHQ,
     ):
         self.device = torch.device(device)
+        self.alignment = alignment  # how the generator frames faces (the checkpoint's, or an override)
         # Frozen: only latents (or a PTI copy) are optimised.
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.config = config
@@ -266,7 +269,7 @@ class Refiner:
                 f"{_where(passes)}: the shot's previous latent has shape {list(previous.latent.shape)}, this "
                 f"generator needs {list(self._latent_shape)}; start the shot with a fresh ShotState"
             )
-        quad = check_face(passes)
+        quad = check_face(passes, self.alignment)
         follows = previous is not None and previous.frame == passes.frame - 1
         if follows and previous is not None:
             quad = smooth_quad_causal(previous.quad, quad, cfg.align_alpha)
@@ -342,7 +345,7 @@ class Refiner:
         self._check_shot(frames)
         state = state if state is not None else ShotState()
         previous = state.previous
-        quads = np.stack([check_face(passes) for passes in frames])
+        quads = np.stack([check_face(passes, self.alignment) for passes in frames])
         if cfg.align_sigma > 0 and len(frames) > 1:
             quads = smooth_quads(quads, cfg.align_sigma)
         continues = previous is not None and previous.frame == frames[0].frame - 1
@@ -537,8 +540,8 @@ class Refiner:
         return result, carried
 
 
-def check_face(passes: FramePasses) -> np.ndarray:
-    """The frame's FFHQ alignment quad (4, 2) from its landmarks.
+def check_face(passes: FramePasses, alignment: Alignment = FFHQ) -> np.ndarray:
+    """The frame's crop quad (4, 2) for a generator with ``alignment``, from its landmarks.
 
     Raises:
         RefineError: not 68 iBUG landmarks, or landmarks that give no usable alignment.
@@ -547,7 +550,7 @@ def check_face(passes: FramePasses) -> np.ndarray:
         shape = list(passes.landmarks2d.shape)
         raise RefineError(f"{_where(passes)}: landmarks2d must be 68 iBUG points, got shape {shape}")
     try:
-        return ffhq_quad(passes.landmarks2d)
+        return alignment.quad(passes.landmarks2d)
     except ValueError as error:
         raise RefineError(f"{_where(passes)}: cannot align the face: {error}") from None
 

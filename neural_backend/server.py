@@ -7,6 +7,7 @@ stops the server.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -20,8 +21,8 @@ import torch
 from rigs import Rig, RigError, demo_head
 from rigs import load as load_rig
 
-from .builtin_generator import BUILTIN_NAME, builtin_generator
-from .checkpoint import read_checkpoint
+from .alignment import FFHQ, Alignment
+from .checkpoint import FACE_PRIOR_NAME, UNTRAINED_NAME, read_checkpoint
 from .passes import REFINE_PARAMS, FramePasses, ParamsRequest, PassError, RefinedFrame
 from .protocol import (
     ADD_FRAME,
@@ -63,8 +64,9 @@ class DeviceError(ValueError):
 class ServerConfig:
     """What the backend refines with (the transport is ``serving.ServeOptions``)."""
 
-    checkpoint: Path | None = None  # Generator checkpoint; None = the built-in untrained generator.
-    resolution: int = 64  # Resolution of the built-in generator.
+    checkpoint: str | Path = FACE_PRIOR_NAME  # Checkpoint file, or builtin-face-prior / builtin-untrained.
+    resolution: int = 64  # Resolution of builtin-untrained (other generators have their own).
+    alignment: Alignment | None = None  # Overrides the checkpoint's own alignment (None = the checkpoint's).
     refine: RefineConfig = field(default_factory=RefineConfig)  # Inversion settings.
     device: str = "auto"  # Torch device for the generator: 'auto' (CUDA when present), 'cpu', 'cuda:1', ...
     max_shots: int = 256  # shots whose temporal state is kept; the least recently used is dropped
@@ -100,12 +102,16 @@ class Backend:
         encoder: Encoder | None = None,
         held: ShotFrames | None = None,
         generator_id: str | None = None,
+        alignment: Alignment = FFHQ,
+        checkpoint_path: str | None = None,
     ):
         self.generator_name = generator_name
         # what saved shot states must match: the same weights, wherever the file lies
         self.generator_id = generator_id or f"{generator_name}-{int(generator.img_resolution)}"
-        self.untrained = generator_name == BUILTIN_NAME
-        self.refiner = Refiner(generator, refine, device, discriminator, encoder)
+        self.untrained = generator_name == UNTRAINED_NAME
+        self.alignment = alignment
+        self.checkpoint_path = checkpoint_path  # the file the generator came from (None: built in memory)
+        self.refiner = Refiner(generator, refine, device, discriminator, encoder, alignment)
         self.resolution = int(generator.img_resolution)
         self.max_shots = max_shots
         self.shots: OrderedDict[str, ShotState] = OrderedDict()
@@ -123,6 +129,8 @@ class Backend:
             "generator": self.generator_name,
             "generator_id": self.generator_id,
             "untrained": self.untrained,
+            "alignment": json.loads(self.alignment.to_json()),
+            "checkpoint_path": self.checkpoint_path,
             "resolution": self.resolution,
             "device": str(self.refiner.device),
             "shots": shots,
@@ -283,17 +291,9 @@ def load_backend(config: ServerConfig) -> Backend:
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    discriminator, generator_id = None, None
-    if config.checkpoint is None:
-        generator, name = builtin_generator(config.resolution), BUILTIN_NAME
-    else:
-        generator_id = f"sha256:{file_sha256(config.checkpoint)[:16]}"
-        checkpoint = read_checkpoint(config.checkpoint)
-        generator, discriminator, name = (
-            checkpoint.generator,
-            checkpoint.discriminator,
-            str(config.checkpoint),
-        )
+    checkpoint = read_checkpoint(config.checkpoint, untrained_resolution=config.resolution)
+    generator, discriminator, name = checkpoint.generator, checkpoint.discriminator, checkpoint.name
+    generator_id = None if checkpoint.untrained else f"sha256:{file_sha256(checkpoint.path)[:16]}"
     encoder = None
     if config.encoder is not None:
         from .encoder import load_encoder
@@ -319,6 +319,8 @@ def load_backend(config: ServerConfig) -> Backend:
         encoder,
         held,
         generator_id,
+        config.alignment or checkpoint.alignment,
+        None if checkpoint.untrained else str(checkpoint.path.resolve()),
     )
 
 

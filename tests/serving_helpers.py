@@ -52,8 +52,14 @@ def small_passes(frame: int = 1, shot: str = "s", size: int = 16) -> FramePasses
     )
 
 
-# `rigstyle serve` options for a real backend that answers in seconds here: a 32 px generator, few steps.
-FAST_BACKEND = ("--gan-resolution", "32", "--shot-steps", "20", "--preview-steps", "2", "--threads", "1")
+# The plumbing tests' generator: the untrained built-in (fast, any resolution); `rigstyle serve` without
+# --checkpoint serves the face prior instead.
+UNTRAINED = ("--checkpoint", "builtin-untrained")
+# `rigstyle serve` options for a real backend that answers in seconds here: a 32 px untrained generator,
+# few steps.
+FAST_BACKEND = (
+    *UNTRAINED, "--gan-resolution", "32", "--shot-steps", "20", "--preview-steps", "2", "--threads", "1"
+)  # fmt: skip
 
 
 @dataclass

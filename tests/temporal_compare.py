@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
+from neural_backend.alignment import FFHQ, Alignment
 from neural_backend.inversion import LossWeights
 from neural_backend.passes import FramePasses, RefinedFrame
 from neural_backend.refine import RefineConfig, Refiner, ShotState, shot_metrics
@@ -43,8 +44,14 @@ def variant_config(name: str, base: RefineConfig) -> RefineConfig:
     raise ValueError(f"unknown variant {name!r}; expected one of {VARIANTS}")
 
 
-def run_variant(name: str, generator: Generator, frames: list[FramePasses], base: RefineConfig) -> Outcome:
-    refiner = Refiner(generator, variant_config(name, base))
+def run_variant(
+    name: str,
+    generator: Generator,
+    frames: list[FramePasses],
+    base: RefineConfig,
+    alignment: Alignment = FFHQ,
+) -> Outcome:
+    refiner = Refiner(generator, variant_config(name, base), alignment=alignment)
     started = time.perf_counter()
     if name == "independent":
         state = ShotState()  # carries only the previous frame, for measuring; nothing is fitted from it
@@ -63,8 +70,9 @@ def compare(
     steps: int,
     pti_steps: int,
     base: RefineConfig | None = None,
+    alignment: Alignment = FFHQ,
 ) -> dict[str, Outcome]:
     """Run every variant with ``steps`` per frame (independent) or per shot (joint)."""
     base = base if base is not None else RefineConfig()
     base = replace(base, steps_first=steps, shot_steps=steps, pti_steps=pti_steps)
-    return {name: run_variant(name, generator, frames, base) for name in VARIANTS}
+    return {name: run_variant(name, generator, frames, base, alignment) for name in VARIANTS}

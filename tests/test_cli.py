@@ -11,6 +11,8 @@ from cli_helpers import run_rigstyle as run
 
 from neural_backend.ports import free_port
 
+UNTRAINED = ("--checkpoint", "builtin-untrained")  # error tests need no trained generator
+
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["serve"]])
 def test_help_explains_each_command(command: list[str]) -> None:
@@ -58,7 +60,9 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path: Path, command: str)
 
 
 def test_an_unknown_device_is_a_one_line_error() -> None:
-    assert_one_line_error(run("serve", "--device", "cuda:7", "--port", str(free_port())), "cuda:7")
+    assert_one_line_error(
+        run("serve", *UNTRAINED, "--device", "cuda:7", "--port", str(free_port())), "cuda:7"
+    )
 
 
 def test_rig_info_describes_a_rig_file(tmp_path: Path) -> None:
@@ -103,7 +107,8 @@ def test_serve_options_set_the_refinement_config() -> None:
 def test_serve_refuses_lpips_weights_without_vgg_weights(tmp_path: Path) -> None:
     lpips = tmp_path / "vgg.pth"
     lpips.write_bytes(b"not used")
-    result = run("serve", "--gan-resolution", "16", "--lpips-weights", str(lpips), "--port", str(free_port()))
+    weights = ("--lpips-weights", str(lpips))
+    result = run("serve", *UNTRAINED, "--gan-resolution", "16", *weights, "--port", str(free_port()))
     assert_one_line_error(result, "vgg")
 
 

@@ -1,5 +1,6 @@
 """The whole chain at tiny size: ``rigstyle demo`` drives real headless Blender (bpy) and a real backend
-process over the real socket, with the built-in generator and with a saved checkpoint."""
+process over the real socket, with the built-in untrained generator (fast: these test the plumbing, not the
+default face prior) and with a saved checkpoint."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from neural_backend.ports import free_port
 
 RIGSTYLE = str(Path(sys.executable).parent / "rigstyle")
 TINY = ["--frames", "3", "--resolution", "96", "--samples", "2", "--shot-steps", "150"]
+UNTRAINED = ["--checkpoint", "builtin-untrained"]
+FFHQ = {"name": "ffhq", "scale": 1.0, "offset": [0.0, 0.0]}
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -34,11 +37,17 @@ def run_demo(out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], 
 
 def test_demo_writes_every_output_and_fits_the_skin(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result, report = run_demo(out, "--gan-resolution", "32")
+    result, report = run_demo(out, *UNTRAINED, "--gan-resolution", "32")
     assert "UNTRAINED" in result.stdout
     for stage in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
         assert stage in result.stdout
-    assert report["checkpoint"] == {"path": None, "generator": "builtin-untrained", "untrained": True}
+    assert report["checkpoint"] == {
+        "name": "builtin-untrained",
+        "path": None,
+        "sha256": None,
+        "untrained": True,
+        "alignment": FFHQ,
+    }
     assert report["frame_count"] == 3 and [f["frame"] for f in report["frames"]] == [1, 2, 3]
     assert report["resolution"] == [96, 96]
     for stage in ("backend_start", "scene", "passes", "refine", "composite", "contact_sheet", "total"):
@@ -77,12 +86,19 @@ def test_demo_writes_every_output_and_fits_the_skin(tmp_path: Path) -> None:
 def test_demo_runs_from_a_saved_checkpoint(tmp_path: Path) -> None:
     from neural_backend.builtin_generator import builtin_generator
     from neural_backend.checkpoint import save_checkpoint
+    from neural_backend.shot_folder import file_sha256
 
     checkpoint = tmp_path / "g.safetensors"
     save_checkpoint(builtin_generator(32, seed=3), checkpoint)
     result, report = run_demo(tmp_path / "demo", "--checkpoint", str(checkpoint))
     assert "UNTRAINED" not in result.stdout
-    assert report["checkpoint"]["path"] == str(checkpoint) and report["checkpoint"]["untrained"] is False
+    assert report["checkpoint"] == {
+        "name": str(checkpoint),
+        "path": str(checkpoint.resolve()),
+        "sha256": file_sha256(checkpoint),
+        "untrained": False,
+        "alignment": FFHQ,
+    }
     assert report["gan_resolution"] == 32
 
 
@@ -108,7 +124,8 @@ def assert_scene_is_the_animated_rig(path: Path, frames: int) -> None:
 def test_backend_death_mid_shot_fails_loudly_without_unrefined_frames(tmp_path: Path) -> None:
     out, port = tmp_path / "demo", free_port()
     command = [RIGSTYLE, "demo", "--out", str(out), "--frames", "4", "--resolution", "96", "--samples", "1",
-               "--gan-resolution", "32", "--shot-steps", "100000", "--port", str(port)]  # fmt: skip
+               *UNTRAINED, "--gan-resolution", "32", "--shot-steps", "100000",
+               "--port", str(port)]  # fmt: skip
     demo = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert demo.stdout is not None
     for line in demo.stdout:

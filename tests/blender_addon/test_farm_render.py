@@ -19,7 +19,7 @@ from pathlib import Path
 
 import bpy
 import pytest
-from serving_helpers import BackendProcess, backend_process
+from serving_helpers import UNTRAINED, BackendProcess, backend_process
 
 from blender_addon.demo_job import build_demo_scene
 from neural_backend.shot_folder import ShotFolder
@@ -27,7 +27,9 @@ from neural_backend.shot_folder import ShotFolder
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 SIZE, FRAMES, SEGMENT = 64, 4, 2
 # Slow enough (about a second per segment here) that the kill lands while the second segment is refined.
-BACKEND = ("--gan-resolution", "32", "--shot-steps", "80", "--preview-steps", "2", "--threads", "1")
+BACKEND = (
+    *UNTRAINED, "--gan-resolution", "32", "--shot-steps", "80", "--preview-steps", "2", "--threads", "1"
+)  # fmt: skip
 Line = dict[str, object]
 
 

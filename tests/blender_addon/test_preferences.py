@@ -30,6 +30,8 @@ def prefs() -> Iterator[bpy.types.AddonPreferences]:
 def test_settings_come_from_the_preferences_and_default_without_the_addon(
     prefs: bpy.types.AddonPreferences,
 ) -> None:
+    # Start Local Backend serves the default generator (the shipped face prior): no --checkpoint pinned.
+    assert prefs.backend_command == "rigstyle serve --address {address}"
     prefs.address, prefs.token, prefs.frame_timeout = " tcp://10.0.0.5:7600 ", "s3cret-token-123456", 30.0
     assert backend_settings() == BackendSettings("tcp://10.0.0.5:7600", "s3cret-token-123456", 30.0)
     addon_utils.disable("blender_addon", default_set=True)

@@ -223,7 +223,8 @@ def test_cli_trains_writes_a_loadable_file_and_refuses_to_overwrite(
 ) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as one_thread, for the rigstyle processes
     out = tmp_path / "encoder.safetensors"
-    common = ("train-encoder", "--gan-resolution", "32", "--device", "cpu", "--out", out)
+    untrained = ("--checkpoint", "builtin-untrained", "--gan-resolution", "32")
+    common = ("train-encoder", *untrained, "--device", "cpu", "--out", out)
     result = run_rigstyle(*common, "--steps", "20", "--batch", "4")
     assert result.returncode == 0, result.stderr
     assert "built-in UNTRAINED generator" in result.stderr

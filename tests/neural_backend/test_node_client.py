@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import backend_process
+from serving_helpers import UNTRAINED, backend_process
 from synthetic import synthetic_face
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "node_client"
@@ -42,7 +42,8 @@ def test_node_client_gets_a_refined_frame(tmp_path: Path, token: str | None) -> 
         "run `make install` (it runs npm ci in examples/node_client)"
     )
     tensors = write_bundle(tmp_path / "bundle")
-    serve = ["--gan-resolution", "16", "--steps-first", "20", *(["--token", token] if token else [])]
+    token_args = ["--token", token] if token else []
+    serve = [*UNTRAINED, "--gan-resolution", "16", "--steps-first", "20", *token_args]
     with backend_process(*serve, token=token) as backend:
         command = [node, "client.mjs", backend.address, str(tmp_path / "bundle"), str(tmp_path / "out")]
         if token:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import backend_process
+from serving_helpers import UNTRAINED, backend_process
 
 import rigs
 from neural_backend.client import BackendError, Client
@@ -45,7 +45,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     head = tmp_path_factory.mktemp("rigs") / "head.npz"
     rigs.save(rigs.demo_head(), head)
     with backend_process(
-        "--gan-resolution", "32", "--steps-first", "60", "--steps-warm", "30", "--rig", f"head={head}"
+        *UNTRAINED, "--gan-resolution", "32", "--steps-first", "60", "--steps-warm", "30",
+        "--rig", f"head={head}",
     ) as backend:  # fmt: skip
         yield backend.address
 
@@ -79,7 +80,8 @@ def test_a_bad_rig_option_is_a_one_line_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.pkl"
     broken.write_bytes(b"\x80\x02garbage")
     result = subprocess.run(
-        [sys.executable, "-m", "neural_backend", "serve", "--port", str(free_port()), "--rig", f"x={broken}"],
+        [sys.executable, "-m", "neural_backend", "serve", *UNTRAINED, "--port", str(free_port()),
+         "--rig", f"x={broken}"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2

@@ -188,7 +188,10 @@ def test_preview_of_a_shot_s_first_frame_starts_from_the_encoder(generator, tmp_
     save_encoder(other, tmp_path / "other.safetensors")
     with pytest.raises(EncoderError, match="resolution"):
         Refiner(generator, encoder=load_encoder(tmp_path / "other.safetensors"))
-    served = run_rigstyle("serve", "--gan-resolution", "32", "--encoder", str(tmp_path / "other.safetensors"))
+    other_encoder = str(tmp_path / "other.safetensors")
+    served = run_rigstyle(
+        "serve", "--checkpoint", "builtin-untrained", "--gan-resolution", "32", "--encoder", other_encoder
+    )
     assert served.returncode == 2 and "resolution" in served.stderr, served.stderr
 
 

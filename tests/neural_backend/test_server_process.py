@@ -11,19 +11,20 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from serving_helpers import backend_process
+from serving_helpers import UNTRAINED, backend_process
 from synthetic import synthetic_face
 
 from neural_backend.client import BackendError, Client
 from neural_backend.passes import FramePasses
 from neural_backend.protocol import Message, decode, encode
 
-SERVE = [sys.executable, "-m", "neural_backend", "serve", "--gan-resolution", "32", "--steps-first", "30"]
+FAST = (*UNTRAINED, "--gan-resolution", "32", "--steps-first", "30")  # the plumbing: no trained generator
+SERVE = [sys.executable, "-m", "neural_backend", "serve", *FAST]
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    with backend_process("--gan-resolution", "32", "--steps-first", "30") as backend:
+    with backend_process(*FAST) as backend:
         yield backend.address
     assert "UNTRAINED" in backend.stderr
 
@@ -46,6 +47,8 @@ def test_health_names_the_untrained_builtin_generator(server: str) -> None:
     assert health["status"] == "ok"
     assert health["untrained"] is True and health["generator"] == "builtin-untrained"
     assert health["resolution"] == 32
+    assert health["alignment"] == {"name": "ffhq", "scale": 1.0, "offset": [0.0, 0.0]}
+    assert health["checkpoint_path"] is None  # built in memory, no file
 
 
 def test_refine_frame_round_trip_fits_the_skin(server: str) -> None:

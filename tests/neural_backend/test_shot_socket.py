@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from serving_helpers import backend_process, running_server, small_passes
+from serving_helpers import UNTRAINED, backend_process, running_server, small_passes
 from synthetic import synthetic_shot
 
 from neural_backend.client import BackendError, Client, ProgressEvent
@@ -22,7 +22,7 @@ PREVIEW_STEPS = 2
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    args = ["--gan-resolution", "32", "--steps-first", "10", "--shot-steps", str(SHOT_STEPS)]
+    args = [*UNTRAINED, "--gan-resolution", "32", "--steps-first", "10", "--shot-steps", str(SHOT_STEPS)]
     with backend_process(*args, "--preview-steps", str(PREVIEW_STEPS)) as backend:
         yield backend.address
 

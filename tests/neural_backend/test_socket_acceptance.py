@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import zmq
 from malformed import fuzz_server
-from serving_helpers import small_passes
+from serving_helpers import UNTRAINED, small_passes
 from synthetic import synthetic_face
 
 from neural_backend.client import Client, ShotInterrupted, wait_until_healthy
@@ -126,7 +126,7 @@ def test_load_8_clients_x_100_frames_on_a_too_small_queue(echo_server) -> None:
 @pytest.mark.slow
 def test_a_killed_server_fails_the_shot_fast_and_a_restarted_one_completes_it() -> None:
     port = free_port()
-    args = ["--gan-resolution", "16", "--steps-first", "25", "--steps-warm", "25"]
+    args = [*UNTRAINED, "--gan-resolution", "16", "--steps-first", "25", "--steps-warm", "25"]
     address = f"tcp://127.0.0.1:{port}"
     frames = [synthetic_face(frame=f, size=96, shift=(f * 0.5, 0.0)) for f in range(1, 6)]
     server = start(args, port)
