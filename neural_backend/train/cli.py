@@ -207,12 +207,15 @@ def _csv_policies(ctx: click.Context, param: click.Parameter, value: str | None)
 def train_command(**options: Any) -> None:
     """Train a StyleGAN2 (NVlabs state names) and write snapshots you can resume and checkpoints you can use.
 
-    Sources: --teacher distils a generator (the paired z -> image of the teacher: L1 + pooled L1, optionally
-    a GAN term); --data fine-tunes (--init) or trains on a folder of aligned faces with the non-saturating
-    GAN loss, lazy R1 and DiffAugment. Every --snapshot-every steps the run folder gets
-    snapshot-NNNNNN.safetensors (networks, optimiser and RNG state; --resume continues exactly),
-    network-NNNNNN.safetensors (G_ema, usable as --checkpoint anywhere), samples-NNNNNN.png and a line in
-    metrics.jsonl. Ctrl-C or SIGTERM writes a snapshot of the current step before stopping.
+    Sources: --teacher distils a generator (the paired z -> image of the teacher: L1 + pooled L1 + feature
+    hints, optionally a GAN term with --adv); --data trains on a folder of aligned faces with the
+    non-saturating GAN loss, lazy R1 and DiffAugment. --init starts G from a checkpoint (fine-tuning an
+    FFHQ generator on an actor's frames, or a second, adversarial phase of a distillation).
+
+    Every --snapshot-every steps the run folder gets snapshot-NNNNNN.safetensors (networks, optimiser and
+    RNG state; --resume continues exactly), network-NNNNNN.safetensors (G_ema, usable as --checkpoint
+    anywhere), samples-NNNNNN.png and a line in metrics.jsonl. Ctrl-C or SIGTERM writes a snapshot of the
+    current step before stopping.
 
     \b
     Examples:
@@ -274,20 +277,12 @@ def _new_config(options: dict[str, Any]) -> Any:
     if (teacher is None) == (data is None):
         raise TrainUsageError("give exactly one source: --teacher FILE or --data FOLDER")
     source = "teacher" if teacher is not None else "folder"
-    if source == "teacher" and options["init"] is not None:
-        raise TrainUsageError("--init fine-tunes on --data; a --teacher run starts from fresh networks")
     defaults = SOURCE_DEFAULTS[source]
     resolution = options["resolution"]
     z_dim = 512
     generator: dict[str, Any]
-    if source == "teacher":
-        loaded = load_teacher(options["teacher_kind"], teacher)
-        if resolution is not None and resolution != loaded.resolution:
-            raise TrainUsageError(
-                f"--resolution {resolution}: the {loaded.kind} teacher makes {loaded.resolution}px images"
-            )
-        resolution, z_dim = loaded.resolution, loaded.z_dim
-    elif options["init"] is not None:
+    init_g = None
+    if options["init"] is not None:
         from ..checkpoint import read_checkpoint
 
         init_g = read_checkpoint(options["init"]).generator
@@ -296,12 +291,22 @@ def _new_config(options: dict[str, Any]) -> Any:
                 f"--resolution {resolution}: --init {options['init']} makes {init_g.img_resolution}px images"
             )
         resolution = init_g.img_resolution
+    if source == "teacher":
+        loaded = load_teacher(options["teacher_kind"], teacher)
+        if resolution is not None and resolution != loaded.resolution:
+            what = f"--init {options['init']}" if init_g is not None else f"--resolution {resolution}"
+            raise TrainUsageError(f"{what}: the {loaded.kind} teacher makes {loaded.resolution}px images")
+        if init_g is not None and init_g.z_dim != loaded.z_dim:
+            raise TrainUsageError(
+                f"--init {options['init']}: z_dim {init_g.z_dim}, the teacher's z has {loaded.z_dim} values"
+            )
+        resolution, z_dim = loaded.resolution, loaded.z_dim
     if resolution is None:
         from .data import load_image_folder
 
         resolution = load_image_folder(Path(data), None).shape[-1]
     check_resolution(resolution)
-    if options["init"] is not None:
+    if init_g is not None:
         generator = dict(init_g.init_kwargs)
     else:
         arch = {k: options[k] if options[k] is not None else v for k, v in DEFAULT_ARCHITECTURE.items()}

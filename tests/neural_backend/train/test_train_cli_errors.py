@@ -12,6 +12,9 @@ import torch
 from cli_helpers import run_rigstyle
 from PIL import Image
 
+from neural_backend.checkpoint import save_checkpoint
+from neural_backend.stylegan2 import Generator
+
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
     assert result.returncode == 2, (result.returncode, result.stderr)
@@ -175,12 +178,23 @@ def test_exactly_one_source_and_an_out_folder_are_required(
     assert not (tmp_path / "run").exists()
 
 
-def test_a_teacher_run_refuses_another_resolution_and_init(tmp_path: Path, teacher_file: Path) -> None:
+def test_a_teacher_run_refuses_another_resolution_and_an_init_that_does_not_fit(
+    tmp_path: Path, teacher_file: Path
+) -> None:
     out = tmp_path / "run"
     assert_one_line_error(
         train("--teacher", teacher_file, "--out", out, "--resolution", "32"), "--resolution 32", "64"
     )
-    assert_one_line_error(train("--teacher", teacher_file, "--out", out, "--init", teacher_file), "--init")
+    assert_one_line_error(
+        train("--teacher", teacher_file, "--out", out, "--init", teacher_file), str(teacher_file)
+    )
+    small, wide = tmp_path / "small.safetensors", tmp_path / "wide.safetensors"
+    save_checkpoint(Generator(z_dim=8, w_dim=8, img_resolution=32, mapping_layers=1, channel_max=4), small)
+    save_checkpoint(Generator(z_dim=16, w_dim=8, img_resolution=64, mapping_layers=1, channel_max=4), wide)
+    assert_one_line_error(train("--teacher", teacher_file, "--out", out, "--init", small), "--init", "64px")
+    assert_one_line_error(
+        train("--teacher", teacher_file, "--out", out, "--init", wide), "--init", "z_dim 16"
+    )
     assert not out.exists()
 
 

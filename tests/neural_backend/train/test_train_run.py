@@ -238,3 +238,20 @@ def test_a_batch_the_discriminator_cannot_group_is_not_a_traceback(
     )  # fmt: skip
     assert "Traceback" not in result.stderr
     assert result.returncode in (0, 2)
+
+
+def test_init_starts_an_adversarial_phase_of_a_distillation(teacher_run: Run, tmp_path: Path) -> None:
+    """Phase two of the face prior's recipe: the distilled G_ema, the same teacher, plus the GAN term."""
+    init = teacher_run.out / "network-000003.safetensors"
+    out = tmp_path / "phase2"
+    result = run_rigstyle(
+        "train", "--teacher", teacher_run.teacher, "--init", init, "--adv", "0.1", "--out", out,
+        "--steps", "2", "--batch", "2", "--threads", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    snapshot = read_snapshot(out / "snapshot-000002.safetensors")
+    config = TrainConfig.from_json(snapshot.config_json)
+    assert (config.source, config.init, config.adv, config.l1) == ("teacher", str(init.resolve()), 0.1, 1.0)
+    assert config.generator == read_checkpoint(init).generator.init_kwargs
+    assert any(name.startswith("D.") for name in snapshot.tensors)
+    assert "adv_g" in (out / "metrics.jsonl").read_text()
