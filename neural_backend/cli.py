@@ -198,6 +198,11 @@ def cli() -> None:
 @click.option("--blend-width", type=click.FloatRange(min=0), help="Skin-mask feather width in pixels.")
 @click.option("--gan-skin", type=click.FloatRange(0, 1), help="0 keeps the CGI skin, 1 uses the generator's.")
 @click.option(
+    "--surroundings",
+    type=click.FloatRange(0, 1),
+    help="How far past the rig's silhouette the generator paints, in crop sides (1 = the whole crop).",
+)
+@click.option(
     "--encoder",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Encoder from `rigstyle train-encoder` for preview mode's first frame.",
@@ -447,7 +452,12 @@ def _refine_config(**given: Any) -> RefineConfig:
     return dataclasses.replace(defaults, blend=dataclasses.replace(defaults.blend, **blend), **given)
 
 
-_BLEND_OPTIONS = {"history": "history", "blend_width": "width_px", "gan_skin": "gan_skin"}  # option -> field
+_BLEND_OPTIONS = {  # option -> BlendConfig field
+    "history": "history",
+    "blend_width": "width_px",
+    "gan_skin": "gan_skin",
+    "surroundings": "surroundings",
+}
 
 
 @cli.command()

@@ -17,6 +17,7 @@ of the alignment. Every frame reports its metrics (see ``passes.RESULT_METRICS``
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .alignment import (
     FFHQ,
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from .encoder import Encoder
 
 SKIN_LABEL = 1  # region label of skin, see passes / DESIGN.md
+BACKGROUND_LABEL = 0  # region label of the background
 Mode = Literal["final", "preview"]
 MODES: tuple[Mode, ...] = ("final", "preview")
 
@@ -67,11 +70,15 @@ class BlendConfig:
     # Temporal reprojection: share of the previous refined frame, warped by the motion pass, kept where the
     # generator paints and the flow is not occluded (0 = off; needs the motion pass).
     history: float = 0.6
+    # How far past the rig's silhouette (every region but background) the generator paints, as a fraction
+    # of the crop's side: hair and ears may grow past the CGI's, the CGI background stays beyond (1 = the
+    # whole crop, as Rendering with Style replaces the background).
+    surroundings: float = 0.12
 
     def __post_init__(self) -> None:
         if self.width_px < 0:
             raise ValueError(f"width_px: expected a width >= 0, got {self.width_px}")
-        for name in ("crop_feather", "gan_skin", "history"):
+        for name in ("crop_feather", "gan_skin", "history", "surroundings"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}: expected a fraction in [0, 1], got {getattr(self, name)}")
 
@@ -502,6 +509,7 @@ class Refiner:
             gan_frame, coverage = warp_to_frame(linear_from_srgb(gan_srgb), frame.matrix, passes.size)
             crop_side_px = float(np.hypot(frame.matrix[0, 0], frame.matrix[1, 0])) * size
             blend_config = self.config.blend
+            coverage = coverage * head_area(frame.region, blend_config.surroundings, crop_side_px)
             out, painted = blend(frame.beauty, frame.skin, gan_frame, coverage, blend_config, crop_side_px)
             target01 = (frame.crop.target + 1) / 2
             metrics = {
@@ -555,6 +563,27 @@ def check_face(passes: FramePasses, alignment: Alignment = FFHQ) -> np.ndarray:
         raise RefineError(f"{_where(passes)}: cannot align the face: {error}") from None
 
 
+def head_area(region: torch.Tensor, surroundings: float, crop_side_px: float) -> torch.Tensor:
+    """Where the generator may paint: the rig's silhouette grown by ``surroundings`` crop sides, feathered.
+
+    Args:
+        region: (N, 1, H, W) float region labels (0 = background).
+        surroundings: growth as a fraction of the crop side; >= 1 allows the whole frame.
+        crop_side_px: the crop's side length in frame pixels.
+
+    Returns:
+        (N, 1, H, W) in [0, 1]; 1 on the silhouette and the inner third of the margin, ramping to 0
+        over its outer two thirds.
+    """
+    if surroundings >= 1:
+        return torch.ones_like(region)
+    margin = surroundings * crop_side_px
+    inside = (region != BACKGROUND_LABEL).to(torch.float32)
+    r = int(math.ceil(margin))
+    grown = F.max_pool2d(inside, kernel_size=2 * r + 1, stride=1, padding=r) if r > 0 else inside
+    return feather(grown, 2 * margin / 3)
+
+
 def blend(
     beauty: torch.Tensor,
     skin: torch.Tensor,
@@ -569,7 +598,8 @@ def blend(
         beauty: (N, 3, H, W) linear render.
         skin: (N, 1, H, W) {0, 1} skin mask.
         gan_frame: (N, 3, H, W) linear generator output warped to the frame.
-        coverage: (N, 1, H, W) where the crop covers the frame (from ``warp_to_frame``).
+        coverage: (N, 1, H, W) where the crop covers the frame (from ``warp_to_frame``), times where the
+            generator may paint (:func:`head_area`).
         config: blend width, crop-border feather and the GAN-skin mix.
         crop_side_px: the crop's side length in frame pixels.
 

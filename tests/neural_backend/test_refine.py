@@ -10,7 +10,7 @@ from synthetic import synthetic_face
 from neural_backend.alignment import crop_matrix, feather, ffhq_quad, warp_to_frame
 from neural_backend.builtin_generator import builtin_generator
 from neural_backend.passes import FramePasses, RefinedFrame
-from neural_backend.refine import RefineConfig, RefineError, Refiner, ShotState, masked_mse
+from neural_backend.refine import RefineConfig, RefineError, Refiner, ShotState, head_area, masked_mse
 
 SEQUENCE = [((0.0, 0.0), 0.0), ((2.0, -1.0), 1.5), ((4.0, -1.5), 3.0)]
 
@@ -67,19 +67,32 @@ def test_composite_keeps_cgi_skin_and_paints_the_rest_of_the_crop(refined_sequen
     assert solid.sum() > 1000
     np.testing.assert_array_equal(result.image[solid], passes.beauty[solid])
 
-    # Non-skin pixels inside the crop (hair, eyes, mouth, background) are painted by the generator ...
+    # Non-skin pixels inside the crop and near the head (hair, eyes, mouth, the background just around the
+    # silhouette) are painted by the generator ...
     size = result.gan.shape[0]
     matrix = crop_matrix(ffhq_quad(passes.landmarks2d), size)
     _, coverage = warp_to_frame(torch.ones(1, 1, size, size), matrix, passes.size)
     coverage = coverage[0, 0].numpy()
-    non_skin_inside = (passes.region != 1) & (coverage == 1.0)
+    crop_side_px = float(np.hypot(matrix[0, 0], matrix[1, 0])) * size
+    region = torch.from_numpy(passes.region).float()[None, None]
+    near_head = head_area(region, RefineConfig().blend.surroundings, crop_side_px)[0, 0].numpy()
+    non_skin_inside = (passes.region != 1) & (coverage == 1.0) & (near_head == 1.0)
     changed = np.abs(result.image - passes.beauty).max(-1) > 1e-3
     assert non_skin_inside.sum() > 1000
     assert changed[non_skin_inside].mean() > 0.9
-    # ... and the frame outside the crop is left alone.
-    outside = coverage == 0.0
-    assert outside.sum() > 1000
+    # ... and the frame outside the crop, and the background away from the head, are left alone.
+    outside = (coverage == 0.0) | (near_head == 0.0)
+    assert ((coverage > 0) & (near_head == 0.0)).sum() > 100  # some of the crop is left to the CGI
     np.testing.assert_array_equal(result.image[outside], passes.beauty[outside])
+
+
+def test_surroundings_one_paints_the_whole_crop() -> None:
+    region = torch.zeros(1, 1, 64, 64)
+    region[..., 20:40, 20:40] = 1
+    assert torch.equal(head_area(region, 1.0, 50.0), torch.ones_like(region))
+    grown = head_area(region, 0.2, 50.0)[0, 0, 30]  # a 10 px margin, its outer two thirds a ramp
+    assert grown[30] == 1 and grown[18] == 1 and grown[9] == 0 and grown[5] == 0
+    assert 0 < grown[11] < grown[14] < grown[17] < 1
 
 
 def test_masked_loss_ignores_pixels_outside_the_mask():
