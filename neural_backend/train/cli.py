@@ -281,11 +281,13 @@ def _new_config(options: dict[str, Any]) -> Any:
     resolution = options["resolution"]
     z_dim = 512
     generator: dict[str, Any]
-    init_g = None
+    init_g = init_d = None
+    alignment = None
     if options["init"] is not None:
         from ..checkpoint import read_checkpoint
 
-        init_g = read_checkpoint(options["init"]).generator
+        init = read_checkpoint(options["init"])
+        init_g, init_d, alignment = init.generator, init.discriminator, init.alignment
         if resolution is not None and resolution != init_g.img_resolution:
             raise TrainUsageError(
                 f"--resolution {resolution}: --init {options['init']} makes {init_g.img_resolution}px images"
@@ -301,6 +303,7 @@ def _new_config(options: dict[str, Any]) -> Any:
                 f"--init {options['init']}: z_dim {init_g.z_dim}, the teacher's z has {loaded.z_dim} values"
             )
         resolution, z_dim = loaded.resolution, loaded.z_dim
+        alignment = alignment or loaded.alignment
     if resolution is None:
         from .data import load_image_folder
 
@@ -311,12 +314,16 @@ def _new_config(options: dict[str, Any]) -> Any:
     else:
         arch = {k: options[k] if options[k] is not None else v for k, v in DEFAULT_ARCHITECTURE.items()}
         generator = {"z_dim": z_dim, "img_resolution": resolution, **arch}
-    discriminator = {
-        "img_resolution": resolution,
-        "channel_base": options["channel_base"] or generator.get("channel_base", 4096),
-        "channel_max": options["channel_max"] or generator.get("channel_max", 128),
-        "mbstd_group_size": math.gcd(options["batch"], 4),  # minibatch-std groups must divide the batch
-    }
+    if init_d is not None:  # fine-tuning keeps the pretrained discriminator
+        discriminator = dict(init_d.init_kwargs)
+    else:
+        discriminator = {
+            "img_resolution": resolution,
+            "channel_base": options["channel_base"] or generator.get("channel_base", 4096),
+            "channel_max": options["channel_max"] or generator.get("channel_max", 128),
+        }
+    group = discriminator.get("mbstd_group_size") or 4
+    discriminator["mbstd_group_size"] = math.gcd(options["batch"], group)  # groups must divide the batch
     chosen = {k: options[k] if options.get(k) is not None else v for k, v in defaults.items()}
     return TrainConfig(
         source=source,
@@ -325,6 +332,7 @@ def _new_config(options: dict[str, Any]) -> Any:
         teacher=_absolute(teacher),
         data=_absolute(data),
         init=None if options["init"] is None else _absolute(options["init"]),
+        alignment=None if alignment is None else alignment.to_json(),
         generator=generator,
         discriminator=discriminator,
         steps=options["steps"] or 10000,

@@ -20,6 +20,7 @@ class TrainConfig:
     teacher: str | None = None  # Teacher weights file or wheel.
     data: str | None = None  # Folder of aligned R x R face images.
     init: str | None = None  # Checkpoint to start G (and D, when it has one) from; None = fresh networks.
+    alignment: str | None = None  # Framing of the data (Alignment JSON) written into exports; None = ffhq.
     generator: dict[str, Any] = field(default_factory=dict)  # Generator kwargs (NVlabs names).
     discriminator: dict[str, Any] = field(default_factory=dict)  # Discriminator kwargs.
     steps: int = 10000  # Total optimisation steps of the run.

@@ -35,6 +35,7 @@ class TeacherData:
     """Endless paired data: fresh z ~ N(0, I) each step and the teacher's image for each z."""
 
     def __init__(self, teacher: Teacher, device: torch.device):
+        teacher.network.to(device)
         self.teacher = teacher
         self.device = device
         self.resolution = teacher.resolution

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..alignment import Alignment
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..png import write_png
 from ..stylegan2 import Discriminator, Generator
@@ -331,7 +332,9 @@ class Trainer:
             "seed": self.config.seed,
         }
         partial = path.with_name(f".{path.name}.partial")
-        save_checkpoint(self.G_ema, partial, self.D, metadata={"rigstyle_training": json.dumps(training)})
+        alignment = Alignment.from_json(self.config.alignment) if self.config.alignment else None
+        metadata = {"rigstyle_training": json.dumps(training)}
+        save_checkpoint(self.G_ema, partial, self.D, metadata=metadata, alignment=alignment)
         partial.replace(path)
 
     @torch.no_grad()
@@ -400,7 +403,9 @@ class Trainer:
         checkpoint = read_checkpoint(path)
         self.G.load_state_dict(checkpoint.generator.state_dict())
         if self.D is not None and checkpoint.discriminator is not None:
-            if checkpoint.discriminator.init_kwargs == self.D.init_kwargs:
+            ignore = {"mbstd_group_size"}  # grouping only: the tensors are the same
+            theirs = {k: v for k, v in checkpoint.discriminator.init_kwargs.items() if k not in ignore}
+            if theirs == {k: v for k, v in self.D.init_kwargs.items() if k not in ignore}:
                 self.D.load_state_dict(checkpoint.discriminator.state_dict())
 
 

@@ -255,3 +255,39 @@ def test_init_starts_an_adversarial_phase_of_a_distillation(teacher_run: Run, tm
     assert config.generator == read_checkpoint(init).generator.init_kwargs
     assert any(name.startswith("D.") for name in snapshot.tensors)
     assert "adv_g" in (out / "metrics.jsonl").read_text()
+
+
+def test_fine_tuning_starts_from_the_checkpoints_discriminator_and_keeps_its_alignment(
+    tmp_path: Path, faces: Callable[..., list[Path]]
+) -> None:
+    from neural_backend.alignment import Alignment
+    from neural_backend.checkpoint import save_checkpoint
+    from neural_backend.stylegan2 import Discriminator, Generator
+
+    torch.manual_seed(3)
+    generator = Generator(
+        z_dim=8, w_dim=8, img_resolution=16, mapping_layers=1, channel_base=64, channel_max=8
+    )
+    discriminator = Discriminator(img_resolution=16, channel_base=64, channel_max=8, mbstd_group_size=4)
+    framing = Alignment("actor", 0.9, (0.0, 0.02))
+    init = tmp_path / "init.safetensors"
+    save_checkpoint(generator, init, discriminator, alignment=framing)
+    faces(tmp_path / "faces", 3, 16)
+    out = tmp_path / "run"
+    result = run_rigstyle(
+        "train", "--data", tmp_path / "faces", "--init", init, "--out", out, "--steps", "1", "--batch", "2",
+        "--lr", "1e-9", "--threads", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    snapshot = read_snapshot(out / "snapshot-000001.safetensors")
+    trained_d = snapshot.section("D")
+    for name, param in discriminator.named_parameters():
+        assert torch.allclose(trained_d[name], param, atol=1e-6), name  # the pretrained D, not a fresh one
+    assert TrainConfig.from_json(snapshot.config_json).discriminator["mbstd_group_size"] == 2  # fits batch 2
+    assert read_checkpoint(out / "network-000001.safetensors").alignment == framing
+
+
+def test_a_distilled_network_carries_the_teachers_framing(teacher_run: Run) -> None:
+    from neural_backend.train.teacher import DIGIFACE_ALIGNMENT
+
+    assert read_checkpoint(teacher_run.out / "network-000003.safetensors").alignment == DIGIFACE_ALIGNMENT
