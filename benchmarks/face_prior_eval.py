@@ -27,7 +27,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
 from neural_backend.checkpoint import UNTRAINED_NAME, read_checkpoint  # noqa: E402
 from neural_backend.png import write_png  # noqa: E402
-from neural_backend.train.loop import HELD_OUT_SEED  # noqa: E402
+from neural_backend.train.loop import HELD_OUT_SEED, tile_images  # noqa: E402
 from neural_backend.train.metrics import paired_psnr, sliced_wasserstein  # noqa: E402
 from neural_backend.train.teacher import load_teacher  # noqa: E402
 
@@ -53,13 +53,6 @@ def detection_rate(images: torch.Tensor) -> float | None:
         faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=4, minSize=(40, 40))
         found += len(faces) > 0
     return found / len(pixels)
-
-
-def tile(images: torch.Tensor, columns: int = 8) -> np.ndarray:
-    n, _, r, _ = images.shape
-    rows = n // columns
-    grid = ((images[: rows * columns] + 1) / 2).view(rows, columns, 3, r, r).permute(0, 3, 1, 4, 2)
-    return grid.reshape(rows * r, columns * r, 3).numpy()
 
 
 def main() -> None:
@@ -117,7 +110,7 @@ def main() -> None:
             f"detection_ratio={rates[rows[1][0]] / max(rates['teacher'], 1e-9):.3f}  (prior psi=1 / teacher)"
         )
     if args.grid is not None:
-        left, right = tile(fake_truncated[:64]), tile(real[:64])
+        left, right = tile_images(fake_truncated[:64], 8), tile_images(real[:64], 8)
         gap = np.ones((left.shape[0], 8, 3), dtype=np.float32)
         write_png(args.grid, np.concatenate([left, gap, right], axis=1))
         print(f"wrote {args.grid} (left: {checkpoint.name} psi={args.truncation}; right: teacher, same z)")

@@ -104,6 +104,8 @@ class Alignment:
             raise AlignmentError(
                 f"alignment {self.name!r}: offset {self.offset} must be two values in [-1, 1]"
             )
+        if self.name == FFHQ_RECIPE and (self.scale, self.offset) != (1.0, (0.0, 0.0)):
+            raise AlignmentError("alignment: 'ffhq' names the FFHQ recipe itself (scale 1, offset [0, 0])")
 
     def quad(self, landmarks68: np.ndarray) -> np.ndarray:
         """This generator's crop square (4, 2), in :func:`ffhq_quad` corner order, from iBUG-68 landmarks."""

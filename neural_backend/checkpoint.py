@@ -25,6 +25,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .alignment import FFHQ, Alignment, AlignmentError
+from .generator_names import BUILTIN_NAMES as BUILTIN_NAMES  # re-exported
+from .generator_names import FACE_PRIOR_NAME, UNTRAINED_NAME
 from .stylegan2 import Discriminator, Generator
 
 FORMAT_NAME = "rigstyle-generator"
@@ -36,9 +38,6 @@ ALIGNMENT_KEY = "rigstyle_alignment"  # metadata: Alignment JSON (absent = ffhq)
 TRAINING_KEY = "rigstyle_training"  # metadata: how `rigstyle train` made the file (JSON)
 # Generators by name, usable wherever a checkpoint path is: the shipped face prior (a 64 px StyleGAN2
 # distilled from a DCGAN trained on DigiFace-1M, docs/face-prior.md) and the untrained generator (tests).
-FACE_PRIOR_NAME = "builtin-face-prior"
-UNTRAINED_NAME = "builtin-untrained"
-BUILTIN_NAMES = (FACE_PRIOR_NAME, UNTRAINED_NAME)
 FACE_PRIOR_PATH = Path(__file__).parent / "weights" / "face_prior.safetensors"
 KIND_BUILTIN = "builtin"
 KIND_RIGSTYLE = "rigstyle-safetensors"
@@ -67,10 +66,6 @@ class Checkpoint:
     alignment: Alignment = FFHQ  # how the generator frames faces (file metadata; NVlabs/rosinality: ffhq)
     untrained: bool = False  # True only for the built-in untrained generator
     metadata: tuple[tuple[str, str], ...] = ()  # other RigStyle metadata entries (e.g. rigstyle_training)
-
-
-def is_builtin(spec: str | Path) -> bool:
-    return str(spec) in BUILTIN_NAMES
 
 
 def read_checkpoint(path: str | Path, untrained_resolution: int = 64) -> Checkpoint:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .farm_cli import FARM_COMMANDS
+from .generator_names import BUILTIN_NAMES, FACE_PRIOR_NAME
 from .train.cli import train_command
 
 if TYPE_CHECKING:
@@ -34,10 +35,6 @@ def _power_of_two(ctx: click.Context, param: click.Parameter, value: int | None)
     return value
 
 
-FACE_PRIOR = "builtin-face-prior"  # neural_backend.checkpoint.FACE_PRIOR_NAME (the CLI imports no torch)
-BUILTINS = (FACE_PRIOR, "builtin-untrained")
-
-
 class CheckpointSpec(click.ParamType):
     """A checkpoint file that exists, or a built-in generator's name."""
 
@@ -45,11 +42,11 @@ class CheckpointSpec(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value)
-        if text in BUILTINS:
+        if text in BUILTIN_NAMES:
             return text
         path = Path(text)
         if not path.exists():
-            self.fail(f"{text}: no such file (or built-in name: {', '.join(BUILTINS)})", param, ctx)
+            self.fail(f"{text}: no such file (or built-in name: {', '.join(BUILTIN_NAMES)})", param, ctx)
         if path.is_dir():
             self.fail(f"{text} is a folder, not a checkpoint file", param, ctx)
         return text
@@ -69,7 +66,7 @@ def _alignment(ctx: click.Context, param: click.Parameter, value: str | None) ->
 checkpoint_option = click.option(
     "--checkpoint",
     type=CheckpointSpec(),
-    default=FACE_PRIOR,
+    default=FACE_PRIOR_NAME,
     show_default=True,
     help="StyleGAN2 checkpoint (.safetensors, NVlabs .pkl, rosinality .pt) or a built-in: builtin-face-prior "
     "(the shipped 64 px face prior) or builtin-untrained (nothing learned; for tests).",
@@ -673,10 +670,18 @@ def checkpoint_inspect(file: str) -> None:
     help="Write a RigStyle .safetensors copy with the alignment here (needed for .pkl/.pt and built-ins; "
     "default: update FILE's metadata in place).",
 )
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @click.option("--dry-run", is_flag=True, help="Only print what was found.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's).")
 def checkpoint_calibrate(
-    file: str, frames: int, steps: int, name: str, out: Path | None, dry_run: bool, threads: int | None
+    file: str,
+    frames: int,
+    steps: int,
+    name: str,
+    out: Path | None,
+    force: bool,
+    dry_run: bool,
+    threads: int | None,
 ) -> None:
     """Estimate how FILE's generator frames faces and store it as the checkpoint's alignment.
 
@@ -690,8 +695,11 @@ def checkpoint_calibrate(
       rigstyle checkpoint calibrate ffhq.pkl --out ffhq-calibrated.safetensors
     """
     from .calibrate import calibrate, demo_frames
-    from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint, write_alignment
+    from .checkpoint import KIND_RIGSTYLE, CheckpointError, read_checkpoint, save_checkpoint, write_alignment
+    from .passes import PassError
 
+    if out is not None and out.exists() and not force:
+        raise UserError(f"{out}: already exists (use --force to overwrite)")
     if threads:
         import torch
 
@@ -700,16 +708,19 @@ def checkpoint_calibrate(
         loaded = read_checkpoint(file)
     except CheckpointError as exc:
         raise UserError(str(exc)) from None
-    if out is None and not dry_run and (loaded.kind != "rigstyle-safetensors" or file in BUILTINS):
+    if out is None and not dry_run and (loaded.kind != KIND_RIGSTYLE or file in BUILTIN_NAMES):
         raise UserError(f"{file}: a {loaded.kind} file cannot hold metadata; give --out FILE.safetensors")
     click.echo(f"calibrating {loaded.name} ({loaded.generator.img_resolution} px) on {frames} demo frames...")
-    found = calibrate(
-        loaded.generator,
-        demo_frames(frames),
-        steps=steps,
-        name=name,
-        on_candidate=lambda c: click.echo(f"  {c.alignment.describe()}: skin loss {c.loss:.5f}"),
-    )
+    try:
+        found = calibrate(
+            loaded.generator,
+            demo_frames(frames),
+            steps=steps,
+            name=name,
+            on_candidate=lambda c: click.echo(f"  {c.alignment.describe()}: skin loss {c.loss:.5f}"),
+        )
+    except (PassError, ValueError, RuntimeError) as exc:  # no offscreen GL, or frames it cannot fit
+        raise UserError(f"calibration failed: {str(exc).strip().splitlines()[0]}") from None
     click.echo(
         f"best: {found.alignment.describe()}, skin loss {found.loss:.5f} (ffhq: {found.ffhq_loss:.5f}; "
         f"{len(found.candidates)} candidates)"
@@ -722,21 +733,24 @@ def checkpoint_calibrate(
             click.echo(f"wrote the alignment into {file}")
         else:
             partial = out.with_name(f".{out.name}.partial")
-            save_checkpoint(
-                loaded.generator,
-                partial,
-                loaded.discriminator,
-                dict(loaded.metadata),
-                alignment=found.alignment,
-            )
-            partial.replace(out)
+            try:
+                save_checkpoint(
+                    loaded.generator,
+                    partial,
+                    loaded.discriminator,
+                    dict(loaded.metadata),
+                    alignment=found.alignment,
+                )
+                partial.replace(out)
+            finally:
+                partial.unlink(missing_ok=True)
             click.echo(f"wrote {out} with the alignment")
     except (CheckpointError, OSError) as exc:
         raise UserError(str(exc)) from None
 
 
 @checkpoint.command("convert")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("source", type=CheckpointSpec())
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--to",
@@ -751,7 +765,7 @@ def checkpoint_calibrate(
 @click.option("--no-discriminator", is_flag=True, help="Leave the discriminator out.")
 @alignment_option
 def checkpoint_convert(
-    source: Path,
+    source: str,
     target: Path,
     target_format: str | None,
     force: bool,
@@ -782,7 +796,7 @@ def checkpoint_convert(
         )
     if target.exists() and not force:
         raise UserError(f"{target}: already exists (use --force to overwrite)")
-    if target.resolve() == source.resolve():
+    if target.resolve() == Path(source).resolve():
         raise UserError(f"{target}: is the source file; choose another output path")
     if target_format != "rigstyle" and (half or alignment is not None):
         raise UserError("--half and --alignment need a rigstyle (.safetensors) target")

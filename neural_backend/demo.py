@@ -20,12 +20,12 @@ from typing import Any
 
 from .client import BackendError, wait_until_healthy
 from .contact_sheet import write_contact_sheet
+from .generator_names import BUILTIN_NAMES
 from .passes import RESULT_METRICS
 from .ports import free_port, port_is_free
 from .shot_folder import file_sha256
 
 HOST = "127.0.0.1"
-BUILTIN_GENERATORS = ("builtin-face-prior", "builtin-untrained")  # checkpoint.BUILTIN_NAMES (no torch here)
 BACKEND_START_TIMEOUT = 180.0  # seconds: importing torch and building the generator on a busy machine
 USER_ERROR_EXIT = 2
 
@@ -61,7 +61,7 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[st
     """
     if config.frames < 1:
         raise DemoError(f"--frames must be at least 1, got {config.frames}")
-    if str(config.checkpoint) not in BUILTIN_GENERATORS and not Path(config.checkpoint).is_file():
+    if str(config.checkpoint) not in BUILTIN_NAMES and not Path(config.checkpoint).is_file():
         raise DemoError(f"checkpoint {config.checkpoint} does not exist")
     if config.port is not None and not port_is_free(HOST, config.port):
         raise DemoError(f"port {config.port} on {HOST} is busy; choose another --port or leave it out")

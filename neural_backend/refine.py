@@ -580,7 +580,11 @@ def head_area(region: torch.Tensor, surroundings: float, crop_side_px: float) ->
     margin = surroundings * crop_side_px
     inside = (region != BACKGROUND_LABEL).to(torch.float32)
     r = int(math.ceil(margin))
-    grown = F.max_pool2d(inside, kernel_size=2 * r + 1, stride=1, padding=r) if r > 0 else inside
+    if r > 0:  # a square dilation, as two 1-D passes (a (2r+1)^2 window is slow on large frames)
+        grown = F.max_pool2d(inside, kernel_size=(1, 2 * r + 1), stride=1, padding=(0, r))
+        grown = F.max_pool2d(grown, kernel_size=(2 * r + 1, 1), stride=1, padding=(r, 0))
+    else:
+        grown = inside
     return feather(grown, 2 * margin / 3)
 
 

@@ -294,6 +294,10 @@ def load_backend(config: ServerConfig) -> Backend:
     checkpoint = read_checkpoint(config.checkpoint, untrained_resolution=config.resolution)
     generator, discriminator, name = checkpoint.generator, checkpoint.discriminator, checkpoint.name
     generator_id = None if checkpoint.untrained else f"sha256:{file_sha256(checkpoint.path)[:16]}"
+    if config.alignment is not None and config.alignment != checkpoint.alignment:
+        # another framing makes other latents: a saved shot state must not cross it
+        base = generator_id or f"{checkpoint.name}-{checkpoint.generator.img_resolution}"
+        generator_id = f"{base}@{config.alignment.name}"
     encoder = None
     if config.encoder is not None:
         from .encoder import load_encoder

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import sys
@@ -13,6 +12,7 @@ from typing import Any
 import click
 
 from ..progress import FORMATS, Progress, _clock_text
+from .config import TEACHER_KINDS
 
 USER_ERROR_EXIT = 2
 
@@ -53,10 +53,10 @@ class TrainUsageError(click.ClickException):
 class TrainProgress(Progress):
     """Progress lines for training steps: ``log`` (losses, s/step, ETA) and ``snapshot`` events."""
 
-    def __init__(self, format: str, total: int, done: int):
+    def __init__(self, format: str, total: int):
         super().__init__(format)  # type: ignore[arg-type]  # checked by the click.Choice
         self.stage = "train"
-        self.total, self.start_step = total, done
+        self.total = total
 
     def report(self, event: str, fields: dict[str, Any]) -> None:
         step = int(fields.get("step", 0))
@@ -102,7 +102,13 @@ def _csv_policies(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option(
     "--teacher", type=click.Path(path_type=Path), help="Teacher generator: weights file or its wheel (.whl)."
 )
-@click.option("--teacher-kind", default="dcgan", show_default=True, help="Architecture of --teacher.")
+@click.option(
+    "--teacher-kind",
+    default="dcgan",
+    show_default=True,
+    type=click.Choice(TEACHER_KINDS),
+    help="Architecture of --teacher.",
+)
 @click.option(
     "--data", type=click.Path(path_type=Path), help="Folder of aligned, square face images of one size."
 )
@@ -204,7 +210,8 @@ def _csv_policies(ctx: click.Context, param: click.Parameter, value: str | None)
     "--device", default="auto", show_default=True, help="Torch device: auto (CUDA when present), cpu, cuda:N."
 )
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's).")
-def train_command(**options: Any) -> None:
+@click.pass_context
+def train_command(ctx: click.Context, **options: Any) -> None:
     """Train a StyleGAN2 (NVlabs state names) and write snapshots you can resume and checkpoints you can use.
 
     Sources: --teacher distils a generator (the paired z -> image of the teacher: L1 + pooled L1 + feature
@@ -228,7 +235,7 @@ def train_command(**options: Any) -> None:
 
     from ..checkpoint import CheckpointError
     from ..server import DeviceError, resolve_device
-    from .data import DataError
+    from .data import DataError, TeacherData
     from .loop import Trainer
     from .snapshot import SnapshotError, latest_snapshot, list_snapshots, read_snapshot
     from .teacher import TeacherError
@@ -238,10 +245,17 @@ def train_command(**options: Any) -> None:
     try:
         device = resolve_device(options["device"])
         if options["resume"] is not None:
+            _refuse_settings_on_resume(ctx)
             snapshot = read_snapshot(latest_snapshot(options["resume"]))
             config = _resumed_config(snapshot.config_json, snapshot.step, options)
             out_dir = snapshot.path.parent
-            trainer = Trainer(config, _data(config, device), out_dir, device)
+            data = _data(config, device)
+            if isinstance(data, TeacherData) and data.z_dim != config.generator.get("z_dim"):
+                raise TrainUsageError(
+                    f"{config.teacher}: its z has {data.z_dim} values, the run's generator takes "
+                    f"{config.generator.get('z_dim')}; resume with the run's own teacher"
+                )
+            trainer = Trainer(config, data, out_dir, device, load_init=False)
             trainer.load_state(snapshot)
         else:
             out_dir = options["out"]
@@ -253,10 +267,13 @@ def train_command(**options: Any) -> None:
                 )
             config = _new_config(options)
             trainer = Trainer(config, _data(config, device), out_dir, device)
+            out_dir.mkdir(parents=True, exist_ok=True)
     except (TeacherError, DataError, SnapshotError, CheckpointError, DeviceError) as error:
         raise TrainUsageError(str(error)) from None
+    except OSError as error:
+        raise TrainUsageError(f"{error.filename or ''}: {error.strerror or error}") from None
 
-    progress = TrainProgress(options["progress_format"], config.steps, trainer.step)
+    progress = TrainProgress(options["progress_format"], config.steps)
     progress.note(
         f"{f'resuming at step {trainer.step}' if trainer.step else 'starting'}: {trainer.data.describe()} -> "
         f"{out_dir}; {config.steps} steps of {config.batch} on {device}"
@@ -264,13 +281,13 @@ def train_command(**options: Any) -> None:
     stop = _StopFlag()
     with stop.installed():
         trainer.run(progress.report, should_stop=stop)
-    if stop.signalled:
-        sys.exit(130)
+    if stop.signum is not None and trainer.step < config.steps:
+        sys.exit(128 + stop.signum)  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
 
 
 def _new_config(options: dict[str, Any]) -> Any:
     from .config import TrainConfig
-    from .data import FolderData, check_resolution  # noqa: F401  (check_resolution raises DataError)
+    from .data import check_resolution
     from .teacher import load_teacher
 
     teacher, data = options["teacher"], options["data"]
@@ -303,7 +320,7 @@ def _new_config(options: dict[str, Any]) -> Any:
                 f"--init {options['init']}: z_dim {init_g.z_dim}, the teacher's z has {loaded.z_dim} values"
             )
         resolution, z_dim = loaded.resolution, loaded.z_dim
-        alignment = alignment or loaded.alignment
+        alignment = loaded.alignment  # the student learns the teacher's framing, whatever --init had
     if resolution is None:
         from .data import load_image_folder
 
@@ -331,7 +348,7 @@ def _new_config(options: dict[str, Any]) -> Any:
         teacher_kind=options["teacher_kind"] if source == "teacher" else None,
         teacher=_absolute(teacher),
         data=_absolute(data),
-        init=None if options["init"] is None else _absolute(options["init"]),
+        init=None if options["init"] is None else _checkpoint_spec(options["init"]),
         alignment=None if alignment is None else alignment.to_json(),
         generator=generator,
         discriminator=discriminator,
@@ -352,6 +369,13 @@ def _new_config(options: dict[str, Any]) -> Any:
 def _absolute(path: Path | None) -> str | None:
     """Paths are stored absolute so a run resumes from any working directory (--teacher/--data move them)."""
     return None if path is None else str(Path(path).resolve())
+
+
+def _checkpoint_spec(value: Path) -> str:
+    """A built-in generator's name as it is; a file's path made absolute."""
+    from ..generator_names import BUILTIN_NAMES
+
+    return str(value) if str(value) in BUILTIN_NAMES else str(Path(value).resolve())
 
 
 def _resumed_config(config_json: str, done: int, options: dict[str, Any]) -> Any:
@@ -384,17 +408,41 @@ def _data(config: Any, device: Any) -> Any:
     return FolderData(Path(config.data), config.resolution, device, xflip=config.xflip)
 
 
+# Settings a run keeps for life (they are in its snapshots); --resume refuses them rather than ignore them.
+_RUN_SETTINGS = (
+    "out", "init", "resolution", "batch", "seed", "lr", "beta1", "mapping_lr_boost", "l1", "pyramid",
+    "hints", "adv", "r1_gamma", "augment", "w_dim", "mapping_layers", "channel_base", "channel_max",
+    "snapshot_every", "log_every", "keep", "teacher_kind",
+)  # fmt: skip
+
+
+def _refuse_settings_on_resume(ctx: click.Context) -> None:
+    given = [
+        name
+        for name in _RUN_SETTINGS
+        if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+    ]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise TrainUsageError(
+            f"{flags}: a resumed run keeps the settings in its snapshot (only --steps, --teacher, --data, "
+            "--device, --threads and --progress apply); start a new run with --init for other settings"
+        )
+
+
 class _StopFlag:
-    """True once SIGINT or SIGTERM arrived; the loop then snapshots and stops between steps."""
+    """Set by the first SIGINT or SIGTERM; the loop then snapshots and stops between steps. A second
+    signal gets the default handling (stops at once)."""
 
     def __init__(self) -> None:
-        self.signalled = False
+        self.signum: int | None = None
 
     def __call__(self) -> bool:
-        return self.signalled
+        return self.signum is not None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signalled = True
+        self.signum = signum
+        signal.signal(signum, signal.SIG_DFL)
 
     def installed(self) -> Any:
         import contextlib
@@ -409,6 +457,3 @@ class _StopFlag:
                     signal.signal(s, handler)
 
         return scope()
-
-
-__all__ = ["train_command", "json"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SOURCES = ("teacher", "folder")
+TEACHER_KINDS = ("dcgan",)  # named teacher architectures (train.teacher builds them)
 
 
 @dataclass(frozen=True)

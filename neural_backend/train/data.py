@@ -81,7 +81,11 @@ def load_image_folder(folder: Path, resolution: int | None) -> torch.Tensor:
     """
     if not folder.is_dir():
         raise DataError(f"{folder}: no such data folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")  # macOS ._x.png
+    )
     if not files:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in the data folder")
     images = []
@@ -89,7 +93,7 @@ def load_image_folder(folder: Path, resolution: int | None) -> torch.Tensor:
         try:
             with Image.open(path) as image:
                 rgb = np.asarray(image.convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError) as error:
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
             raise DataError(f"{path}: not a readable image ({error})") from None
         height, width = rgb.shape[:2]
         if resolution is None:

@@ -6,8 +6,8 @@ One :class:`Trainer` owns G, G_ema, D, their Adam optimisers and the run's rando
    teacher's image for the same z (teacher source), plus the non-saturating logistic loss through D
    (``adv`` > 0); ``mapping.w_avg`` tracks the mean W as in NVlabs.
 2. D (``adv`` > 0): logistic loss on real and generated images (both through DiffAugment when set), and
-   every ``r1_interval`` steps the R1 penalty on reals, scaled by the interval (lazy regularisation, with
-   NVlabs' Adam adjustment).
+   every ``r1_interval`` steps the R1 penalty on reals, scaled by the interval (lazy regularisation; the
+   penalty joins that step's D update rather than a separate one, so Adam keeps its plain settings).
 3. G_ema: exponential moving average of G with a half-life of ``ema_kimg`` thousand images (ramped up).
 
 Everything random comes from the run's ``torch.Generator`` (data, augmentation) or torch's global one
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..alignment import Alignment
-from ..checkpoint import read_checkpoint, save_checkpoint
+from ..checkpoint import TRAINING_KEY, read_checkpoint, save_checkpoint
 from ..png import write_png
 from ..stylegan2 import Discriminator, Generator
 from .augment import diff_augment
@@ -39,10 +39,12 @@ from .data import Batch, FolderData, TeacherData
 from .metrics import paired_psnr
 from .snapshot import (
     Snapshot,
+    SnapshotError,
     list_snapshots,
     optimizer_tensors,
     restore_optimizer,
     snapshot_name,
+    snapshot_step,
     write_snapshot,
 )
 
@@ -98,7 +100,14 @@ class FeatureHints(torch.nn.Module):
 class Trainer:
     """A training run in ``out_dir``; see the module docstring."""
 
-    def __init__(self, config: TrainConfig, data: Data, out_dir: Path, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: Data,
+        out_dir: Path,
+        device: str | torch.device = "cpu",
+        load_init: bool = True,  # False when a snapshot will be loaded: the init file is not needed then
+    ):
         self.config = config
         self.data = data
         self.out_dir = out_dir
@@ -111,8 +120,8 @@ class Trainer:
             torch.manual_seed(config.seed)
             self.G = Generator(**config.generator)
             self.D = Discriminator(**config.discriminator) if config.adv > 0 else None
-        if config.init is not None:
-            self._load_init(Path(config.init))
+        if config.init is not None and load_init:
+            self._load_init(config.init)
         torch.manual_seed(config.seed)  # the global generator feeds per-pixel noise in 'random' mode
         self.hints: FeatureHints | None = None
         self._student_features: dict[int, torch.Tensor] = {}
@@ -143,13 +152,7 @@ class Trainer:
         self.opt_D: torch.optim.Adam | None = None
         if self.D is not None:
             self.D.to(self.device).train().requires_grad_(True)
-            ratio = config.r1_interval / (config.r1_interval + 1)  # NVlabs lazy-regularisation adjustment
-            self.opt_D = torch.optim.Adam(
-                self.D.parameters(),
-                lr=config.lr_d * ratio,
-                betas=(betas[0] ** ratio, betas[1] ** ratio),
-                eps=1e-8,
-            )
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=betas, eps=1e-8)
         self._held_out_z = torch.randn(
             [max(config.eval_samples, GRID_COLUMNS * GRID_ROWS), self.G.z_dim],
             generator=torch.Generator().manual_seed(HELD_OUT_SEED),
@@ -247,7 +250,7 @@ class Trainer:
         config = self.config
         ema_nimg = config.ema_kimg * 1000
         if config.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, (self.nimg + config.batch) * config.ema_rampup)
+            ema_nimg = min(ema_nimg, self.nimg * config.ema_rampup)
         beta = 0.5 ** (config.batch / max(ema_nimg, 1e-8))
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
             p_ema.copy_(p.detach().lerp(p_ema, beta))
@@ -294,16 +297,13 @@ class Trainer:
                 report("snapshot", self.save())
 
     def save(self) -> dict[str, float | int | str]:
-        """Write the snapshot, the G_ema network file, the sample grid and a metrics line for this step."""
+        """Write the G_ema network file, the sample grid, a metrics line and, last, the snapshot of this step.
+
+        The snapshot comes last: a run killed in between resumes from the previous snapshot and writes this
+        step's files again, so every snapshot has its network file.
+        """
         name = snapshot_name(self.step)
-        write_snapshot(
-            self.out_dir / name,
-            self.state_tensors(),
-            self.config.to_json(),
-            self.step,
-            self.seconds,
-            self.nimg,
-        )
+        state = self.state_tensors()
         network = self.out_dir / f"network-{self.step:06d}.safetensors"
         self.export(network)
         grid = self.out_dir / f"samples-{self.step:06d}.png"
@@ -317,7 +317,9 @@ class Trainer:
         if held_out is not None:
             fields["held_out_psnr"] = round(held_out, 3)
         self._log(fields)
-        for old in list_snapshots(self.out_dir)[: -self.config.keep]:
+        write_snapshot(self.out_dir / name, state, self.config.to_json(), self.step, self.seconds, self.nimg)
+        older = [p for p in list_snapshots(self.out_dir) if snapshot_step(p) <= self.step]
+        for old in older[: -self.config.keep]:  # never a newer snapshot of another attempt
             old.unlink()
         return fields
 
@@ -333,7 +335,7 @@ class Trainer:
         }
         partial = path.with_name(f".{path.name}.partial")
         alignment = Alignment.from_json(self.config.alignment) if self.config.alignment else None
-        metadata = {"rigstyle_training": json.dumps(training)}
+        metadata = {TRAINING_KEY: json.dumps(training)}
         save_checkpoint(self.G_ema, partial, self.D, metadata=metadata, alignment=alignment)
         partial.replace(path)
 
@@ -349,7 +351,7 @@ class Trainer:
             student = torch.cat([self.G_ema(chunk) for chunk in z.split(256)])
             psnr = paired_psnr(student, teacher).mean().item()
             images.append(teacher[:count])
-        rows = [_tile(batch, GRID_COLUMNS) for batch in images]
+        rows = [tile_images(batch, GRID_COLUMNS) for batch in images]
         gap = np.ones((4, rows[0].shape[1], 3), dtype=np.float32)
         grid = rows[0] if len(rows) == 1 else np.concatenate([rows[0], gap, rows[1]], axis=0)
         write_png(path, grid)
@@ -378,7 +380,23 @@ class Trainer:
         return tensors
 
     def load_state(self, snapshot: Snapshot) -> None:
-        """Continue exactly where ``snapshot`` stopped."""
+        """Continue exactly where ``snapshot`` stopped; metrics logged after it (a killed run's) are dropped.
+
+        Raises:
+            SnapshotError: the snapshot lacks tensors or holds ones that do not fit this run.
+        """
+        try:
+            self._load_state(snapshot)
+        except (KeyError, RuntimeError, ValueError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise SnapshotError(f"{snapshot.path}: does not fit this run ({reason})") from None
+        metrics = self.out_dir / "metrics.jsonl"
+        if metrics.is_file():
+            lines = metrics.read_text().splitlines()
+            kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= self.step]
+            metrics.write_text("".join(line + "\n" for line in kept))
+
+    def _load_state(self, snapshot: Snapshot) -> None:
         self.G.load_state_dict(snapshot.section("G"))
         self.G_ema.load_state_dict(snapshot.section("G_ema"))
         if self.hints is not None:
@@ -399,8 +417,8 @@ class Trainer:
             names |= {id(p): f"hints.{n}" for n, p in self.hints.named_parameters()}
         return names
 
-    def _load_init(self, path: Path) -> None:
-        checkpoint = read_checkpoint(path)
+    def _load_init(self, spec: str) -> None:
+        checkpoint = read_checkpoint(spec)
         self.G.load_state_dict(checkpoint.generator.state_dict())
         if self.D is not None and checkpoint.discriminator is not None:
             ignore = {"mbstd_group_size"}  # grouping only: the tensors are the same
@@ -417,7 +435,7 @@ def _param_names(module: torch.nn.Module) -> dict[int, str]:
     return {id(p): n for n, p in module.named_parameters()}
 
 
-def _tile(images: torch.Tensor, columns: int) -> np.ndarray:
+def tile_images(images: torch.Tensor, columns: int) -> np.ndarray:
     """(N, 3, R, R) in [-1, 1] -> (rows*R, columns*R, 3) in [0, 1]."""
     n, _, r, _ = images.shape
     rows = math.ceil(n / columns)

@@ -94,6 +94,14 @@ def read_snapshot(path: Path) -> Snapshot:
         raise SnapshotError(f"{path}: snapshot metadata is incomplete ({error})") from None
 
 
+def snapshot_step(path: Path) -> int:
+    """The step in a snapshot file's name."""
+    match = SNAPSHOT_PATTERN.match(path.name)
+    if match is None:
+        raise SnapshotError(f"{path}: not a snapshot-NNNNNN.safetensors name")
+    return int(match.group(1))
+
+
 def list_snapshots(folder: Path) -> list[Path]:
     """The snapshots in a run folder, oldest first."""
     if not folder.is_dir():

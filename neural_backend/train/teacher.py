@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from ..alignment import Alignment
+from .config import TEACHER_KINDS
 
-TEACHER_KINDS = ("dcgan",)
 DCGAN_STATE_KEY = "netG_state_dict"
 DCGAN_WHEEL_MEMBER = "gan_face_generate/weights.tar"
 DCGAN_RESOLUTION = 64  # the tutorial architecture: 4 -> 8 -> 16 -> 32 -> 64

@@ -216,3 +216,13 @@ def test_resume_of_an_unreadable_snapshot_is_refused(tmp_path: Path) -> None:
     assert_one_line_error(
         run_rigstyle("train", "--resume", run), str(bogus), "not a readable safetensors file"
     )
+
+
+def test_resume_refuses_settings_it_would_ignore(tmp_path: Path, teacher_file: Path) -> None:
+    out = tmp_path / "run"
+    started = train("--teacher", teacher_file, "--out", out, "--steps", "1", "--batch", "2", "--threads", "1")
+    assert started.returncode == 0, started.stderr
+    before = sorted(p.name for p in out.iterdir())
+    refused = run_rigstyle("train", "--resume", out, "--steps", "2", "--batch", "4", "--lr", "0.01")
+    assert_one_line_error(refused, "--batch", "--lr", "keeps the settings")
+    assert sorted(p.name for p in out.iterdir()) == before
