@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
+from hostile_pickles import PAYLOADS, save_hostile_teacher
 
 from neural_backend.train.teacher import TeacherError, load_teacher
 
@@ -67,28 +67,13 @@ def test_an_unknown_kind_is_refused(teacher_file: Path) -> None:
         load_teacher("biggan", teacher_file)
 
 
-class RunsACommand:
-    """Unpickling this runs ``touch MARKER``: what a malicious weights file would do."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (f"touch '{self.marker}'",)
-
-
-class PlainObject:
-    pass
-
-
-@pytest.mark.parametrize("payload", ["reduce", "function", "instance"])
+@pytest.mark.parametrize("payload", PAYLOADS)
 def test_a_pickled_callable_is_refused_and_never_runs(
     tmp_path: Path, dcgan_state: dict[str, torch.Tensor], payload: str
 ) -> None:
     marker = tmp_path / "ran"
-    extra = {"reduce": RunsACommand(marker), "function": os.system, "instance": PlainObject()}[payload]
     path = tmp_path / "weights.tar"
-    torch.save({"netG_state_dict": dcgan_state, "extra": extra}, path)
+    save_hostile_teacher(path, dcgan_state, payload, marker)
     with pytest.raises(TeacherError) as caught:
         load_teacher("dcgan", path)
     message = str(caught.value)
@@ -103,7 +88,7 @@ def test_a_callable_inside_the_wheel_is_refused_too(
 ) -> None:
     marker = tmp_path / "ran"
     inner = tmp_path / "inner.tar"
-    torch.save({"netG_state_dict": dcgan_state, "extra": RunsACommand(marker)}, inner)
+    save_hostile_teacher(inner, dcgan_state, "reduce", marker)
     wheel = tmp_path / "gan_face_generate-1.1.1-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.write(inner, "gan_face_generate/weights.tar")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_helpers import run_rigstyle
+from hostile_pickles import PAYLOADS, save_hostile_teacher
 from PIL import Image
 
 from neural_backend.checkpoint import save_checkpoint
@@ -29,28 +29,13 @@ def train(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return run_rigstyle("train", *args, "--steps", "2", "--batch", "2", "--threads", "1", timeout=120)
 
 
-class RunsACommand:
-    """Unpickling this runs ``touch MARKER``."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (f"touch '{self.marker}'",)
-
-
-class PlainObject:
-    pass
-
-
-@pytest.mark.parametrize("payload", ["reduce", "function", "instance"])
+@pytest.mark.parametrize("payload", PAYLOADS)
 def test_a_teacher_holding_a_pickled_callable_is_refused_and_nothing_runs(
     tmp_path: Path, dcgan_state: dict[str, torch.Tensor], payload: str
 ) -> None:
     marker = tmp_path / "ran"
-    extra = {"reduce": RunsACommand(marker), "function": os.system, "instance": PlainObject()}[payload]
     teacher = tmp_path / "weights.tar"
-    torch.save({"netG_state_dict": dcgan_state, "extra": extra}, teacher)
+    save_hostile_teacher(teacher, dcgan_state, payload, marker)
     out = tmp_path / "run"
     assert_one_line_error(train("--teacher", teacher, "--out", out), str(teacher), "refused")
     assert not marker.exists()
@@ -64,7 +49,7 @@ def test_a_teacher_wheel_holding_a_callable_is_refused(
 
     marker = tmp_path / "ran"
     inner = tmp_path / "inner.tar"
-    torch.save({"netG_state_dict": dcgan_state, "extra": RunsACommand(marker)}, inner)
+    save_hostile_teacher(inner, dcgan_state, "reduce", marker)
     wheel = tmp_path / "gan_face_generate-1.1.1-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.write(inner, "gan_face_generate/weights.tar")
