@@ -16,7 +16,7 @@ import numpy as np
 import zmq
 from serving_helpers import small_passes
 
-from neural_backend.protocol import decode, encode
+from neural_backend.protocol.wire import decode, encode
 
 _GOOD = [bytes(f) for f in encode(small_passes(size=8).to_message(1))]
 _VOCAB: list[object] = [

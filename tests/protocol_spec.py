@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neural_backend.protocol import WIRE_DTYPES, Message
+from neural_backend.protocol.wire import WIRE_DTYPES, Message
 
 SPEC = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
 

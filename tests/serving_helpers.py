@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from neural_backend.client import wait_until_healthy
-from neural_backend.echo import EchoHandler
-from neural_backend.passes import FramePasses
-from neural_backend.ports import free_port
-from neural_backend.serving import ServeOptions, Server
+from neural_backend.client.blocking import wait_until_healthy
+from neural_backend.protocol.passes import FramePasses
+from neural_backend.serving.engines.echo import EchoHandler
+from neural_backend.serving.ports import free_port
+from neural_backend.serving.shell import ServeOptions, Server
 
 
 @contextlib.contextmanager

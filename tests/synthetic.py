@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from neural_backend.passes import FramePasses
+from neural_backend.protocol.passes import FramePasses
 
 SKIN_LINEAR = np.array([0.45, 0.25, 0.18], dtype=np.float32)
 FACE_A, FACE_B = 48.0, 62.0  # face ellipse semi-axes (px): about 124 px tall in a 256 px frame

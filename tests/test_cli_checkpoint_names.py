@@ -15,19 +15,13 @@ from cli_helpers import run_rigstyle as run
 from safetensors import safe_open
 from serving_helpers import backend_process
 
-from neural_backend.alignment import FFHQ, Alignment
-from neural_backend.checkpoint import (
-    ALIGNMENT_KEY,
-    FACE_PRIOR_NAME,
-    FACE_PRIOR_PATH,
-    TRAINING_KEY,
-    load_generator,
-    read_checkpoint,
-    save_checkpoint,
-)
-from neural_backend.client import Client
-from neural_backend.ports import free_port
-from neural_backend.server import ServerConfig, load_backend
+from neural_backend.checkpoints.base import ALIGNMENT_KEY, TRAINING_KEY
+from neural_backend.checkpoints.io import FACE_PRIOR_PATH, load_generator, read_checkpoint, save_checkpoint
+from neural_backend.checkpoints.names import FACE_PRIOR_NAME
+from neural_backend.client.blocking import Client
+from neural_backend.refine.alignment import FFHQ, Alignment
+from neural_backend.serving.engines.local import ServerConfig, load_backend
+from neural_backend.serving.ports import free_port
 from neural_backend.stylegan2 import Generator
 
 CALIBRATED = Alignment("calibrated", 1.25, (0.05, -0.02))
@@ -159,8 +153,8 @@ def test_convert_alignment_overrides_the_source_s_and_ffhq_removes_it(
 
 
 def test_convert_no_discriminator_leaves_it_out(tmp_path: Path) -> None:
-    from neural_backend.builtin_generator import builtin_generator
     from neural_backend.stylegan2 import Discriminator
+    from neural_backend.stylegan2.builtin import builtin_generator
 
     source, target = tmp_path / "g_d.safetensors", tmp_path / "g.safetensors"
     save_checkpoint(

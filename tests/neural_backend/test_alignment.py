@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from neural_backend.alignment import (
+from neural_backend.images.color import linear_from_srgb, srgb_from_linear
+from neural_backend.refine.alignment import (
     crop_matrix,
     feather,
     ffhq_quad,
@@ -14,7 +15,6 @@ from neural_backend.alignment import (
     warp_to_crop,
     warp_to_frame,
 )
-from neural_backend.color import linear_from_srgb, srgb_from_linear
 
 
 def frontal_landmarks(

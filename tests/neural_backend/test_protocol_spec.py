@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from protocol_spec import EXAMPLES, MESSAGE_TABLE, message_from_example, table_rows
 
-from neural_backend.protocol import ERROR_CODES, decode, encode
+from neural_backend.protocol.wire import ERROR_CODES, decode, encode
 
 
 def test_the_message_table_lists_the_types_the_examples_use() -> None:

@@ -17,12 +17,19 @@ from cli_helpers import run_rigstyle
 from synthetic import synthetic_face, synthetic_shot
 from temporal_compare import compare
 
-from neural_backend.alignment import feather
-from neural_backend.builtin_generator import builtin_generator
-from neural_backend.checkpoint import load_generator
-from neural_backend.encoder import EncoderError, load_encoder, save_encoder, train_encoder
-from neural_backend.passes import RefinedFrame
-from neural_backend.refine import BlendConfig, RefineConfig, RefineError, Refiner, ShotState, check_face
+from neural_backend.checkpoints.io import load_generator
+from neural_backend.protocol.passes import RefinedFrame
+from neural_backend.refine.alignment import feather
+from neural_backend.refine.encoder import EncoderError, load_encoder, save_encoder, train_encoder
+from neural_backend.refine.refiner import (
+    BlendConfig,
+    RefineConfig,
+    RefineError,
+    Refiner,
+    ShotState,
+    check_face,
+)
+from neural_backend.stylegan2.builtin import builtin_generator
 
 SIZE = 96  # frame size of the synthetic shots here
 
@@ -196,8 +203,8 @@ def test_preview_of_a_shot_s_first_frame_starts_from_the_encoder(generator, tmp_
 
 
 def test_the_backend_picks_the_perceptual_loss_from_what_it_has(generator, tmp_path: Path):
-    from neural_backend.checkpoint import save_checkpoint
-    from neural_backend.server import ServerConfig, load_backend
+    from neural_backend.checkpoints.io import save_checkpoint
+    from neural_backend.serving.engines.local import ServerConfig, load_backend
     from neural_backend.stylegan2 import Discriminator
 
     with_d, without_d = tmp_path / "g_d.safetensors", tmp_path / "g.safetensors"

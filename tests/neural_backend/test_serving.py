@@ -16,11 +16,11 @@ import zmq
 from protocol_spec import EXAMPLES, MESSAGE_TABLE, message_from_example
 from serving_helpers import running_server, small_passes
 
-from neural_backend.client import BackendError, BackendUnavailable, Client
-from neural_backend.client_async import PreviewClient
-from neural_backend.ports import BindError, check_endpoint
-from neural_backend.protocol import Message, decode, encode
-from neural_backend.shm import SHM_DIR
+from neural_backend.client.blocking import BackendError, BackendUnavailable, Client
+from neural_backend.client.preview import PreviewClient
+from neural_backend.protocol.shm import SHM_DIR
+from neural_backend.protocol.wire import Message, decode, encode
+from neural_backend.serving.ports import BindError, check_endpoint
 
 
 class Raw:
@@ -176,7 +176,7 @@ def test_a_client_process_that_exits_does_not_unlink_the_segment() -> None:
         code = (
             "import sys; sys.path.insert(0, 'tests')\n"
             "from serving_helpers import small_passes\n"
-            "from neural_backend.client import Client\n"
+            "from neural_backend.client.blocking import Client\n"
             f"c = Client({address!r}, timeout=5)\n"
             "c.refine_frame(small_passes())\n"
             "print(c.session['shm']['path'])\n"
@@ -224,8 +224,8 @@ def test_the_client_reconnects_after_a_server_restart() -> None:
         assert client.refine_frame(small_passes()).frame == 1
     folder = address.removeprefix("ipc://").rsplit("/", 1)[0]
     os.makedirs(folder, exist_ok=True)
-    from neural_backend.echo import EchoHandler
-    from neural_backend.serving import ServeOptions, Server
+    from neural_backend.serving.engines.echo import EchoHandler
+    from neural_backend.serving.shell import ServeOptions, Server
 
     server = Server(ServeOptions(address=address))
     thread = threading.Thread(target=server.serve_forever, args=(EchoHandler(), False), daemon=True)

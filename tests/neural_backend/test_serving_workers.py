@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from neural_backend.client import BackendError, Client
-from neural_backend.protocol import OK, REFINE_FRAME, Message
-from neural_backend.serving import Emit, ServeOptions, Server
+from neural_backend.client.blocking import BackendError, Client
+from neural_backend.protocol.wire import OK, REFINE_FRAME, Message
+from neural_backend.serving.shell import Emit, ServeOptions, Server
 
 
 class RecordingHandler:
