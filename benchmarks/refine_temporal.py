@@ -37,7 +37,7 @@ from temporal_compare import compare  # noqa: E402
 
 from neural_backend.checkpoints.io import read_checkpoint  # noqa: E402
 from neural_backend.checkpoints.names import UNTRAINED_NAME  # noqa: E402
-from neural_backend.refine.alignment import Alignment  # noqa: E402
+from neural_backend.refine.framing import Alignment  # noqa: E402
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, replace
 
 from neural_backend.protocol.passes import FramePasses, RefinedFrame
-from neural_backend.refine.alignment import FFHQ, Alignment
+from neural_backend.refine.framing import FFHQ, Alignment
 from neural_backend.refine.inversion import LossWeights
 from neural_backend.refine.refiner import RefineConfig, Refiner, ShotState, shot_metrics
 from neural_backend.stylegan2 import Generator

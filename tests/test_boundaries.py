@@ -21,6 +21,7 @@ TORCH_FREE_AT_IMPORT = (
     "cli",
     "serving",  # the shell, the core and the echo engine; engines/local and engines/ray_engine need torch
     "checkpoints.names",
+    "refine.framing",
 )
 TORCH_ENGINES = ("local", "ray_engine")
 

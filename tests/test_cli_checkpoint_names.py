@@ -19,7 +19,7 @@ from neural_backend.checkpoints.base import ALIGNMENT_KEY, TRAINING_KEY
 from neural_backend.checkpoints.io import FACE_PRIOR_PATH, load_generator, read_checkpoint, save_checkpoint
 from neural_backend.checkpoints.names import FACE_PRIOR_NAME
 from neural_backend.client.blocking import Client
-from neural_backend.refine.alignment import FFHQ, Alignment
+from neural_backend.refine.framing import FFHQ, Alignment
 from neural_backend.serving.engines.local import ServerConfig, load_backend
 from neural_backend.serving.ports import free_port
 from neural_backend.stylegan2 import Generator

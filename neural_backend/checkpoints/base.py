@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..refine.alignment import FFHQ, Alignment
+from ..refine.framing import FFHQ, Alignment
 from ..stylegan2 import Discriminator, Generator
 
 FORMAT_NAME = "rigstyle-generator"

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..refine.alignment import FFHQ, Alignment, AlignmentError
+from ..refine.framing import FFHQ, Alignment, AlignmentError
 from ..stylegan2 import Discriminator, Generator
 from .base import (
     ALIGNMENT_KEY,

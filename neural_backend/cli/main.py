@@ -57,7 +57,7 @@ class CheckpointSpec(click.ParamType):
 def _alignment(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None:
         return None
-    from ..refine.alignment import Alignment, AlignmentError
+    from ..refine.framing import Alignment, AlignmentError
 
     try:
         return Alignment.from_json(value)

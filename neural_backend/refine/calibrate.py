@@ -3,7 +3,7 @@
 A face generator reproduces a face's skin well only when the crop puts eyes, nose and mouth where its
 training images had them. :func:`calibrate` renders the demo head (pyrender, no Blender) in a few
 expressions and head turns, crops each frame with candidate alignments (the FFHQ square scaled and moved,
-:class:`~neural_backend.refine.alignment.Alignment`), inverts the generator into the skin of each crop from
+:class:`~neural_backend.refine.framing.Alignment`), inverts the generator into the skin of each crop from
 ``w_avg`` for a fixed number of steps, and keeps the candidate with the lowest mean skin loss: a coarse
 search over scale and vertical offset, then a pattern search over scale and both offsets.
 """
@@ -21,7 +21,7 @@ from rigs import demo_head
 
 from ..protocol.passes import FramePasses
 from ..stylegan2 import Generator
-from .alignment import FFHQ, Alignment
+from .framing import FFHQ, Alignment
 from .inversion import LossWeights
 from .refiner import RefineConfig, Refiner, ShotState
 

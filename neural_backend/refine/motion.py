@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..stylegan2.ops import assert_shape
-from .alignment import _check_matrix, transform_points
+from .alignment import _check_matrix
+from .framing import transform_points
 
 PSNR_CAP_DB = 100.0  # masked_psnr of identical images: finite, so that means and plots stay usable
 
@@ -160,7 +161,7 @@ def crop_labels(region: torch.Tensor, matrix: np.ndarray | torch.Tensor, size: i
 
     Args:
         region: (N, 1, H, W) uint8 or float labels.
-        matrix: (3, 3) crop -> frame pixel map (:func:`~.alignment.crop_matrix`).
+        matrix: (3, 3) crop -> frame pixel map (:func:`~.framing.crop_matrix`).
         size: crop size in pixels.
 
     Returns:

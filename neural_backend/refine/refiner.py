@@ -33,16 +33,8 @@ from ..images.color import linear_from_srgb, srgb_from_linear
 from ..protocol.passes import FramePasses, RefinedFrame, shot_metrics
 from ..protocol.saved_state import SavedShotState
 from ..stylegan2 import Discriminator, Generator
-from .alignment import (
-    FFHQ,
-    Alignment,
-    crop_matrix,
-    feather,
-    smooth_quad_causal,
-    smooth_quads,
-    warp_to_crop,
-    warp_to_frame,
-)
+from .alignment import feather, warp_to_crop, warp_to_frame
+from .framing import FFHQ, Alignment, crop_matrix, smooth_quad_causal, smooth_quads
 from .inversion import CropFrame, LossWeights, Schedule, StepCallback, invert_shot, masked_mse, tune_generator
 from .losses import PerceptualLoss, make_perceptual
 from .motion import crop_flow, flow_valid, latent_drift, masked_psnr, temporal_warp_error, warp_previous

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..checkpoints.base import TRAINING_KEY
 from ..checkpoints.io import read_checkpoint, save_checkpoint
 from ..images.png import write_png
-from ..refine.alignment import Alignment
+from ..refine.framing import Alignment
 from ..stylegan2 import Discriminator, Generator
 from .augment import diff_augment
 from .config import TrainConfig

@@ -7,14 +7,8 @@ import pytest
 import torch
 
 from neural_backend.images.color import linear_from_srgb, srgb_from_linear
-from neural_backend.refine.alignment import (
-    crop_matrix,
-    feather,
-    ffhq_quad,
-    transform_points,
-    warp_to_crop,
-    warp_to_frame,
-)
+from neural_backend.refine.alignment import feather, warp_to_crop, warp_to_frame
+from neural_backend.refine.framing import crop_matrix, ffhq_quad, transform_points
 
 
 def frontal_landmarks(

@@ -25,7 +25,7 @@ from neural_backend.checkpoints.base import (
 )
 from neural_backend.checkpoints.io import FACE_PRIOR_PATH, load_generator, read_checkpoint, save_checkpoint
 from neural_backend.checkpoints.names import BUILTIN_NAMES, FACE_PRIOR_NAME, UNTRAINED_NAME
-from neural_backend.refine.alignment import FFHQ, Alignment
+from neural_backend.refine.framing import FFHQ, Alignment
 from neural_backend.stylegan2 import Generator
 from neural_backend.stylegan2.builtin import builtin_generator
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neural_backend.refine.alignment import crop_matrix, quad_from_params, warp_to_crop, warp_to_frame
+from neural_backend.refine.alignment import warp_to_crop, warp_to_frame
+from neural_backend.refine.framing import crop_matrix, quad_from_params
 from neural_backend.refine.motion import (
     PSNR_CAP_DB,
     crop_flow,

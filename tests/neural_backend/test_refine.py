@@ -8,7 +8,8 @@ import torch
 from synthetic import synthetic_face
 
 from neural_backend.protocol.passes import FramePasses, RefinedFrame
-from neural_backend.refine.alignment import crop_matrix, feather, ffhq_quad, warp_to_frame
+from neural_backend.refine.alignment import feather, warp_to_frame
+from neural_backend.refine.framing import crop_matrix, ffhq_quad
 from neural_backend.refine.refiner import RefineConfig, RefineError, Refiner, ShotState, head_area, masked_mse
 from neural_backend.stylegan2.builtin import builtin_generator
 

@@ -42,7 +42,7 @@ from ...protocol.wire import (
     ProtocolError,
     error_message,
 )
-from ...refine.alignment import FFHQ, Alignment
+from ...refine.framing import FFHQ, Alignment
 from ...refine.refiner import MODES, Previous, RefineConfig, RefineError, Refiner, ShotState, check_face
 from ...stylegan2 import Discriminator, Generator
 from ..held_frames import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAMES, ShotFrames

@@ -261,7 +261,7 @@ def test_fine_tuning_starts_from_the_checkpoints_discriminator_and_keeps_its_ali
     tmp_path: Path, faces: Callable[..., list[Path]]
 ) -> None:
     from neural_backend.checkpoints.io import save_checkpoint
-    from neural_backend.refine.alignment import Alignment
+    from neural_backend.refine.framing import Alignment
     from neural_backend.stylegan2 import Discriminator, Generator
 
     torch.manual_seed(3)
