@@ -41,6 +41,11 @@ def _canonical_landmarks() -> np.ndarray:
     return landmarks
 
 
+def face_landmarks(size: int = 256) -> np.ndarray:
+    """The synthetic face's 68 iBUG landmarks (float32 pixels) for a frontal face centred in a size² frame."""
+    return (_canonical_landmarks() * (size / 256) + size / 2).astype(np.float32)
+
+
 def synthetic_face(
     frame: int = 0,
     shift: tuple[float, float] = (0.0, 0.0),

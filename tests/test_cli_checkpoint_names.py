@@ -20,7 +20,7 @@ from neural_backend.checkpoints.io import FACE_PRIOR_PATH, load_generator, read_
 from neural_backend.checkpoints.names import FACE_PRIOR_NAME
 from neural_backend.client.blocking import Client
 from neural_backend.refine.framing import FFHQ, Alignment
-from neural_backend.serving.engines.local import ServerConfig, load_backend
+from neural_backend.serving.engines.local import ServerConfig, load_engine
 from neural_backend.serving.ports import free_port
 from neural_backend.stylegan2 import Generator
 
@@ -193,16 +193,14 @@ def test_a_bad_alignment_is_a_one_line_error(value: str, words: list[str], tmp_p
 def test_the_server_config_defaults_to_the_face_prior_and_alignment_overrides_the_checkpoint_s() -> None:
     assert ServerConfig().checkpoint == FACE_PRIOR_NAME and ServerConfig().alignment is None
     prior = read_checkpoint(FACE_PRIOR_NAME).alignment
-    health = load_backend(ServerConfig()).describe()
+    health = load_engine(ServerConfig()).describe()
     assert health["generator"] == FACE_PRIOR_NAME and health["untrained"] is False
     assert health["alignment"] == json.loads(prior.to_json())
     assert health["checkpoint_path"] == str(FACE_PRIOR_PATH.resolve())
-    assert load_backend(ServerConfig(alignment=CALIBRATED)).describe()["alignment"] == json.loads(
+    assert load_engine(ServerConfig(alignment=CALIBRATED)).describe()["alignment"] == json.loads(
         CALIBRATED.to_json()
     )
-    untrained = load_backend(
-        ServerConfig(checkpoint="builtin-untrained", resolution=16, alignment=CALIBRATED)
-    )
+    untrained = load_engine(ServerConfig(checkpoint="builtin-untrained", resolution=16, alignment=CALIBRATED))
     info = untrained.describe()
     assert info["untrained"] is True and info["resolution"] == 16 and info["checkpoint_path"] is None
     assert info["alignment"] == json.loads(CALIBRATED.to_json())

@@ -16,11 +16,9 @@ from .train import train_command
 
 if TYPE_CHECKING:
     from ..refine.refiner import RefineConfig
+    from ..serving.engine import Engine  # commands import what they need: the CLI loads torch only then
     from ..serving.engines.local import ServerConfig
     from ..serving.engines.ray_engine import RayOptions
-    from ..serving.shell import (
-        Handler,  # imported in the command itself: the CLI loads torch only when needed
-    )
 
 USER_ERROR_EXIT = 2
 
@@ -294,7 +292,9 @@ def serve(
       RIGSTYLE_TOKEN=$(openssl rand -hex 16) rigstyle serve --host 0.0.0.0
       rigstyle serve --ray --replicas 4 --gpus-per-replica 0.5 --max-queued-requests 16
     """
+    from ..serving.core import RequestCore
     from ..serving.engines.local import ServerConfig
+    from ..serving.held_frames import ShotFrames
     from ..serving.ports import BindError
     from ..serving.shell import ServeOptions, Server
 
@@ -320,11 +320,13 @@ def serve(
         server = Server(options)
     except BindError as exc:
         raise UserError(str(exc)) from None
+    held = ShotFrames(max_shot_frames, int(max_held_gb * 2**30))
+    engine: Engine
     if echo:
-        from ..serving.engines.echo import EchoHandler
+        from ..serving.engines.echo import EchoEngine
 
-        handler: Handler = EchoHandler(echo_delay)
-        click.echo("WARNING: --echo: serving the transport-only echo handler, nothing is refined.", err=True)
+        engine = EchoEngine(echo_delay)
+        click.echo("WARNING: --echo: serving the transport-only echo engine, nothing is refined.", err=True)
     else:
         try:
             refine = _refine_config(steps_first=steps_first, steps_warm=steps_warm, **tuning)
@@ -339,21 +341,19 @@ def serve(
                 max_shot_frames=max_shot_frames,
                 max_held_bytes=int(max_held_gb * 2**30),
             )
-            if ray_options is not None:
-                handler = _start_ray(config, ray_options)
-            else:
-                handler = _load_backend(config, threads)
+            engine = _start_ray(config, ray_options) if ray_options else _load_engine(config, threads)
         except BaseException:
             server.close()  # open sockets would keep the process from exiting
             raise
-    description = handler.describe()
+    core = RequestCore(engine, held, ServerConfig.max_shots)
+    description = core.describe()
     click.echo(
         f"rigstyle serve: listening on {server.address} "
         f"(generator: {description['generator']}, device: {description['device']})",
         err=True,
     )
     try:
-        server.serve_forever(handler)
+        server.serve_forever(core)
     finally:
         if ray_options is not None:
             from ..serving.engines.ray_engine import stop
@@ -394,41 +394,37 @@ def _ray_options(
     )
 
 
-def _start_ray(config: ServerConfig, options: RayOptions) -> Handler:
-    from ..serving.engines.ray_engine import RayHandler, start, stop
-    from ..serving.held_frames import ShotFrames
+def _start_ray(config: ServerConfig, options: RayOptions) -> Engine:
+    from ..serving.engines.ray_engine import RayEngine, start, stop
 
     click.echo(f"rigstyle serve: starting {options.replicas} Ray Serve replica(s)...", err=True)
     try:
-        handle = start(config, options)
-        handler = RayHandler(
-            handle, options, ShotFrames(config.max_shot_frames, config.max_held_bytes), config.max_shots
-        )
+        engine = RayEngine(start(config, options), options)
     except BaseException:
         stop(options)
         raise
-    if handler.info.get("untrained"):
+    if engine.info.get("untrained"):
         click.echo("WARNING: serving the built-in UNTRAINED generator: its images are not faces.", err=True)
-    return handler
+    return engine
 
 
-def _load_backend(config: ServerConfig, threads: int | None) -> Handler:
+def _load_engine(config: ServerConfig, threads: int | None) -> Engine:
     from ..checkpoints.base import CheckpointError
     from ..refine.encoder import EncoderError
     from ..refine.losses import PerceptualError
-    from ..serving.engines.local import DeviceError, RigLoadError, load_backend
+    from ..serving.engines.local import DeviceError, RigLoadError, load_engine
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     try:
-        backend = load_backend(config)
+        engine = load_engine(config)
     except (CheckpointError, DeviceError, RigLoadError, EncoderError, PerceptualError) as exc:
         raise UserError(str(exc)) from None
-    if backend.untrained:
+    if engine.untrained:
         click.echo("WARNING: serving the built-in UNTRAINED generator: its images are not faces.", err=True)
-    return backend
+    return engine
 
 
 def _named_model(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, Path]:

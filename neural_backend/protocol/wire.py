@@ -58,6 +58,7 @@ ERR_CANCELLED = "cancelled"  # cancelled by the client or by a server shutdown
 ERR_UNAUTHORIZED = "unauthorized"  # missing or wrong token
 ERR_UNSUPPORTED_VERSION = "unsupported_version"  # no protocol version in common
 ERR_SHM_UNAVAILABLE = "shm_unavailable"  # unknown or expired shared-memory segment; say hello again
+ERR_NOT_OWNER = "not_owner"  # the shot belongs to another connection (version 3)
 ERROR_CODES = (
     ERR_BAD_MESSAGE,
     ERR_BAD_FIELD,
@@ -71,6 +72,7 @@ ERROR_CODES = (
     ERR_UNAUTHORIZED,
     ERR_UNSUPPORTED_VERSION,
     ERR_SHM_UNAVAILABLE,
+    ERR_NOT_OWNER,
 )
 
 

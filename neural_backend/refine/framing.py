@@ -142,6 +142,57 @@ class Alignment:
 FFHQ = Alignment()
 
 
+NOSE_TIP, CHIN = 30, 8
+
+
+def ibug_order_problem(landmarks68: np.ndarray) -> str | None:
+    """Why 68 points are not a face in iBUG-68 order (docs/protocol.md has the table), or None.
+
+    Checked in the face's own frame, so any roll passes: the image-left eye (36-41) and the image-right
+    eye (42-47) make the x axis; the mouth (48, 54) must lie below the eyes along its perpendicular (not
+    mirrored), the nose tip (30) between eyes and mouth, the chin (8) below the mouth. Reversed or mirrored
+    arrays, and points that are not a face, fail.
+    """
+    lm = np.asarray(landmarks68, dtype=np.float64)
+    eyes = 0.5 * (lm[LEFT_EYE].mean(axis=0) + lm[RIGHT_EYE].mean(axis=0))
+    across = lm[RIGHT_EYE].mean(axis=0) - lm[LEFT_EYE].mean(axis=0)
+    down = 0.5 * (lm[MOUTH_LEFT] + lm[MOUTH_RIGHT]) - eyes
+    eye_distance, mouth_distance = float(np.hypot(*across)), float(np.hypot(*down))
+    if eye_distance < 1e-6 or mouth_distance < 1e-6:
+        return "eyes and mouth coincide"
+    upright = _rot90(across / eye_distance)  # the face's "down" for this eye line
+    if float(upright @ down) < 0.5 * mouth_distance:
+        return "the mouth (48, 54) is not below the eyes (36-47) in the face's frame: mirrored or reordered"
+    if not 0.3 <= mouth_distance / eye_distance <= 3.0:
+        return f"eye-to-mouth / eye-to-eye distance {mouth_distance / eye_distance:.2f} is not a face's"
+    nose, chin = (float((lm[i] - eyes) @ down) / mouth_distance**2 for i in (NOSE_TIP, CHIN))
+    if not 0.0 < nose < 1.0:
+        return "the nose tip (30) is not between the eyes and the mouth"
+    if chin <= 1.0:
+        return "the chin (8) is not below the mouth"
+    return None
+
+
+def face_quad(landmarks: np.ndarray, alignment: Alignment) -> np.ndarray:
+    """``alignment``'s crop square for a frame's landmarks, after checking they are a face in iBUG-68 order.
+
+    Raises:
+        AlignmentError: not 68 points, not finite, not in iBUG-68 order, or no usable crop.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.shape != (68, 2):
+        raise AlignmentError(f"landmarks2d must be 68 iBUG points, got shape {list(lm.shape)}")
+    if not np.isfinite(lm).all():
+        raise AlignmentError("landmarks2d contains NaN or infinite values")
+    problem = ibug_order_problem(lm)
+    if problem is not None:
+        raise AlignmentError(f"landmarks2d are not a face in iBUG-68 order: {problem}")
+    try:
+        return alignment.quad(lm)
+    except ValueError as error:
+        raise AlignmentError(f"cannot align the face: {error}") from None
+
+
 def adjust_quad(quad: np.ndarray, scale: float, offset: tuple[float, float]) -> np.ndarray:
     """Scale a crop square about its centre and move it by ``offset`` sides along its own axes."""
     quad = np.asarray(quad, dtype=np.float64)

@@ -30,11 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from ..images.color import linear_from_srgb, srgb_from_linear
+from ..protocol.messages import MODES
 from ..protocol.passes import FramePasses, RefinedFrame, shot_metrics
 from ..protocol.saved_state import SavedShotState
 from ..stylegan2 import Discriminator, Generator
 from .alignment import feather, warp_to_crop, warp_to_frame
-from .framing import FFHQ, Alignment, crop_matrix, smooth_quad_causal, smooth_quads
+from .framing import FFHQ, Alignment, AlignmentError, crop_matrix, face_quad, smooth_quad_causal, smooth_quads
 from .inversion import CropFrame, LossWeights, Schedule, StepCallback, invert_shot, masked_mse, tune_generator
 from .losses import PerceptualLoss, make_perceptual
 from .motion import crop_flow, flow_valid, latent_drift, masked_psnr, temporal_warp_error, warp_previous
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 SKIN_LABEL = 1  # region label of skin, see passes / DESIGN.md
 BACKGROUND_LABEL = 0  # region label of the background
 Mode = Literal["final", "preview"]
-MODES: tuple[Mode, ...] = ("final", "preview")
 
 
 class RefineError(ValueError):
@@ -544,15 +544,12 @@ def check_face(passes: FramePasses, alignment: Alignment = FFHQ) -> np.ndarray:
     """The frame's crop quad (4, 2) for a generator with ``alignment``, from its landmarks.
 
     Raises:
-        RefineError: not 68 iBUG landmarks, or landmarks that give no usable alignment.
+        RefineError: not 68 iBUG landmarks in iBUG order, or landmarks that give no usable alignment.
     """
-    if passes.landmarks2d.shape != (68, 2):
-        shape = list(passes.landmarks2d.shape)
-        raise RefineError(f"{_where(passes)}: landmarks2d must be 68 iBUG points, got shape {shape}")
     try:
-        return alignment.quad(passes.landmarks2d)
-    except ValueError as error:
-        raise RefineError(f"{_where(passes)}: cannot align the face: {error}") from None
+        return face_quad(passes.landmarks2d, alignment)
+    except AlignmentError as error:
+        raise RefineError(f"{_where(passes)}: {error}") from None
 
 
 def head_area(region: torch.Tensor, surroundings: float, crop_side_px: float) -> torch.Tensor:

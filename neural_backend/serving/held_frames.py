@@ -136,7 +136,9 @@ class ShotFrames:
             self._ended.discard(shot)
         return ended
 
-    def count(self) -> int:
-        """Frames held over all shots."""
+    def count(self, shot: str | None = None) -> int:
+        """Frames held for ``shot``, or over all shots."""
         with self._lock:
+            if shot is not None:
+                return len(self._shots.get(shot, ()))
             return sum(len(frames) for frames in self._shots.values())

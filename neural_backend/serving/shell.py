@@ -18,27 +18,26 @@ import logging
 import os
 import queue
 import signal
+import struct
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 
+from ..protocol.messages import MESSAGES, SHELL, CancelRequest, lookup, read_body, types_of
 from ..protocol.passes import EXTRA_PASSES, PARAM_SHAPES, PASS_NAMES
 from ..protocol.shm import SegmentTable, host_id, pack
 from ..protocol.wire import (
     CANCEL,
     DEFAULT_LIMITS,
-    END_SHOT,
     ERR_BAD_FIELD,
     ERR_BAD_MESSAGE,
     ERR_BUSY,
     ERR_CANCELLED,
     ERR_DEADLINE,
     ERR_INTERNAL,
-    ERR_UNKNOWN_TYPE,
     ERR_UNSUPPORTED_VERSION,
     HEALTH,
     HELLO,
@@ -46,6 +45,7 @@ from ..protocol.wire import (
     PROGRESS,
     PROTOCOL_VERSION,
     READY,
+    REFINE_SHOT,
     RELEASE_SHM,
     SUPPORTED_VERSIONS,
     Limits,
@@ -55,40 +55,12 @@ from ..protocol.wire import (
     encode,
     error_message,
 )
+from .core import Peer, RequestCore
 from .ports import BindError, check_endpoint
 
 log = logging.getLogger("rigstyle.server")
 DEFAULT_ADDRESS = "tcp://127.0.0.1:7557"
 DEFAULT_SHM_BYTES = 64 << 20
-
-
-# emit(event): send an event (``progress``, ``frame_result``) for the running request before its reply.
-# Returns False once the request no longer wants anything (cancelled, past its deadline): stop then.
-Emit = Callable[[Message], bool]
-
-
-class Handler(Protocol):
-    """What the shell serves: the refiner (``server.Backend``) or the transport-only echo handler."""
-
-    work_types: frozenset[str]  # message types that go through the queue to the worker thread
-    control_types: frozenset[str]  # handler messages answered at once on the loop thread (add_frame)
-
-    def handle(self, message: Message, emit: Emit) -> Message:
-        """Run one work message on the worker thread; return its reply (errors as ``error`` messages)."""
-        ...
-
-    def control(self, message: Message) -> Message:
-        """Answer one of ``control_types`` at once (loop thread: quick, thread-safe); errors may raise
-        :class:`ProtocolError`."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """Status fields for ``health`` and ``hello`` (called on the loop thread: cheap, thread-safe)."""
-        ...
-
-    def end_shot(self, shot: str) -> None:
-        """Drop a shot's temporal state (loop thread; thread-safe)."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -119,7 +91,9 @@ class Job:
 
     routing: bytes
     message: Message
+    body: Any  # the request's body, read and checked by the core when it was accepted
     deadline: float  # time.monotonic() value
+    envelope: tuple[bytes, ...] = ()  # a REQ client's empty delimiter, sent back before each reply
     started: bool = False
     accepted: float = field(default_factory=time.monotonic)
 
@@ -128,21 +102,28 @@ class Job:
         return self.routing, self.message.id
 
     @property
-    def shot(self) -> str | None:
+    def shot(self) -> str:
         """The shot this request belongs to: requests of one shot never run at the same time."""
-        shot = self.message.fields.get("shot")
-        return shot if isinstance(shot, str) else None
+        return str(self.body.shot)
+
+    @property
+    def events(self) -> bool:
+        """Whether the client gets events (``progress``) before the reply: a REQ socket takes one reply."""
+        return self.message.progress and not self.envelope
 
 
 class Server:
     """Binds at construction (so a busy port fails fast, before any model loads) and serves a
-    :class:`Handler` until :meth:`stop` (SIGTERM/SIGINT), then drains."""
+    :class:`~.core.RequestCore` until :meth:`stop` (SIGTERM/SIGINT), then drains."""
 
     def __init__(self, options: ServeOptions):
         check_endpoint(options.address, options.token)
         self.options = options
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._socket = self._bind(options.address)
+        # a connection that goes away (closed, killed) has its work cancelled and its shots dropped
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._peer_fd: dict[Peer, int] = {}  # the file descriptor each client's messages came on
         self._wake_address = f"inproc://rigstyle-wake-{id(self)}"
         self._wake = self._context.socket(zmq.PULL)
         self._wake.bind(self._wake_address)
@@ -161,7 +142,15 @@ class Server:
         self._stopping = False
         self._drain_at: float | None = None
         self._started = time.monotonic()
-        self._handler: Handler | None = None
+        self._core: RequestCore | None = None
+        self._shell_handlers = {
+            HELLO: self._hello,
+            HEALTH: self._health,
+            READY: self._ready,
+            CANCEL: self._cancel,
+            RELEASE_SHM: self._release_shm,
+        }
+        assert set(self._shell_handlers) == types_of(SHELL), "every shell message of the registry"
         self.counts: collections.Counter[str] = collections.Counter()  # replies sent, by type/code
 
     def _bind(self, address: str) -> zmq.Socket:
@@ -193,13 +182,13 @@ class Server:
 
     # ---- the loop thread -------------------------------------------------------------------------
 
-    def serve_forever(self, handler: Handler, install_signal_handlers: bool = True) -> None:
-        self._handler = handler
+    def serve_forever(self, core: RequestCore, install_signal_handlers: bool = True) -> None:
+        self._core = core
         if install_signal_handlers:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         workers = [
-            threading.Thread(target=self._work, args=(handler,), name=f"rigstyle-worker-{n}", daemon=True)
+            threading.Thread(target=self._work, args=(core,), name=f"rigstyle-worker-{n}", daemon=True)
             for n in range(self.options.workers)
         ]
         for worker in workers:
@@ -207,6 +196,7 @@ class Server:
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         try:
             while not (
                 self._drain_at is not None and (not self._ledger or time.monotonic() > self._drain_at)
@@ -215,6 +205,8 @@ class Server:
                 if self._wake in events:
                     while self._wake.poll(0):
                         self._wake.recv()
+                if self._monitor in events:  # before new messages: a reused descriptor is a new client
+                    self._on_monitor()
                 if self._socket in events:
                     for _ in range(64):  # bounded, so replies and deadlines are not starved
                         try:
@@ -235,38 +227,79 @@ class Server:
         if len(frames) < 2:
             return  # a ROUTER always prepends the routing id; nothing to answer to
         routing = frames[0].bytes
+        self._note_peer(routing, frames[1])
+        envelope: tuple[bytes, ...] = ()
+        payload = frames[1:]
+        if len(payload) >= 2 and len(payload[0]) == 0:  # a REQ socket's empty delimiter frame
+            envelope, payload = (b"",), payload[1:]
+        request_id = 0
         try:
-            message = decode(frames[1:], self.options.limits, self._shm_area, self.options.token)
-            self._dispatch(routing, message)
+            message = decode(payload, self.options.limits, self._shm_area, self.options.token)
+            request_id = message.id
+            self._dispatch(routing, message, envelope)
         except ProtocolError as exc:
-            self._send(routing, error_message(exc.request_id, exc.code, exc.message))
+            error = error_message(exc.request_id or request_id, exc.code, exc.message)
+            self._send(routing, error, envelope=envelope)
         except Exception as exc:  # never let one message stop the server
             log.exception("message from %r failed", routing)
-            self._send(routing, error_message(0, ERR_INTERNAL, f"{type(exc).__name__}: {exc}"))
+            error = error_message(request_id, ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
+            self._send(routing, error, envelope=envelope)
+
+    def _note_peer(self, routing: Peer, frame: zmq.Frame) -> None:
+        """Remember which connection a client's messages come on; a client id seen on a new connection
+        means its old connection is gone (a new socket reusing a routing id gets none of the old work)."""
+        try:
+            fd = int(frame.get(zmq.SRCFD))
+        except (zmq.ZMQError, AttributeError, ValueError):
+            return
+        if fd < 0:
+            return  # inproc: no descriptor
+        previous = self._peer_fd.get(routing)
+        if previous is not None and previous != fd:
+            self._peer_gone(routing, f"client {routing!r} reconnected")
+        self._peer_fd[routing] = fd
+
+    def _on_monitor(self) -> None:
+        while self._monitor.poll(0):
+            frames = self._monitor.recv_multipart()
+            event, fd = struct.unpack("=hi", frames[0][:6])
+            if event != zmq.EVENT_DISCONNECTED:
+                continue
+            for peer in [peer for peer, peer_fd in self._peer_fd.items() if peer_fd == fd]:
+                self._peer_gone(peer, f"client {peer!r} disconnected")
+
+    def _peer_gone(self, peer: Peer, why: str) -> None:
+        """A client's connection went away: cancel its queued and running work (no reply: nobody is there
+        to read it) and drop its shots."""
+        self._peer_fd.pop(peer, None)
+        jobs = [job for job in self._ledger.values() if job.routing == peer]
+        for job in jobs:
+            self._forget(job)
+        dropped = self._core.disconnected(peer) if self._core is not None else []
+        if jobs or dropped:
+            log.info("%s: cancelled %d request(s), dropped %d shot(s)", why, len(jobs), len(dropped))
 
     def _shm_area(self, segment_id: str) -> memoryview:
         if self._segments is None:
             raise ProtocolError("shm_unavailable", "this server offers no shared memory")
         return self._segments.request_area(segment_id)
 
-    def _dispatch(self, routing: bytes, message: Message) -> None:
-        assert self._handler is not None
-        control = {
-            HELLO: self._hello,
-            HEALTH: self._health,
-            READY: self._ready,
-            CANCEL: self._cancel,
-            END_SHOT: self._end_shot,
-            RELEASE_SHM: self._release_shm,
-        }.get(message.type)
-        if control is not None:
-            self._send(routing, control(routing, message))
+    def _dispatch(self, routing: bytes, message: Message, envelope: tuple[bytes, ...] = ()) -> None:
+        assert self._core is not None
+        kind = lookup(message).kind
+        if kind == SHELL:
+            reply = self._shell_handlers[message.type](routing, message)
+            self._send(routing, reply, envelope=envelope)
             return
-        if message.type in self._handler.control_types:
-            self._send(routing, self._handler.control(message))
+        if kind != "work":
+            self._send(routing, self._core.control(routing, message), envelope=envelope)
             return
-        if message.type not in self._handler.work_types:
-            raise ProtocolError(ERR_UNKNOWN_TYPE, f"unknown message type {message.type!r}", message.id)
+        if envelope and message.type == REFINE_SHOT:
+            raise ProtocolError(
+                ERR_BAD_FIELD,
+                f"{REFINE_SHOT} answers with several messages, which a REQ socket cannot take; use DEALER",
+                message.id,
+            )
         if (routing, message.id) in self._ledger:
             raise ProtocolError(ERR_BAD_MESSAGE, f"request id {message.id} is already in flight", message.id)
         if self._drain_at is not None:
@@ -278,16 +311,17 @@ class Server:
                 "retry later",
                 message.id,
             )
+        body = self._core.accept(routing, message)
         limit = self.options.max_deadline_s
         if message.deadline_ms is not None:
             limit = min(limit, message.deadline_ms / 1000)
-        job = Job(routing, message, time.monotonic() + limit)
+        job = Job(routing, message, body, time.monotonic() + limit, envelope)
         self._ledger[job.key] = job
         with self._queue_changed:
             self._queue.append(job)
             position = len(self._queue)
             self._queue_changed.notify()
-        if message.progress:
+        if job.events:
             self._send(routing, Message(PROGRESS, message.id, {"stage": "queued", "position": position}))
 
     def _full(self) -> bool:
@@ -302,25 +336,31 @@ class Server:
             if self._ledger.get(job.key) is not job:
                 continue  # already answered (cancelled or past its deadline): the result is dropped
             if reply is None:  # the worker started it
-                if job.message.progress:
+                if job.events:
                     self._send(job.routing, Message(PROGRESS, job.message.id, {"stage": "running"}))
             elif not final:
-                if reply.type != PROGRESS or job.message.progress:
+                if not job.envelope and (reply.type != PROGRESS or job.message.progress):
                     self._send(job.routing, reply)  # events travel as frames: the reply area is the reply's
             else:
                 self._answer(job, reply)
 
     def _answer(self, job: Job, reply: Message) -> None:
         """The one reply of an accepted request; later attempts to answer it are ignored."""
+        if self._forget(job):
+            self._send(job.routing, reply, job.message.shm, job.envelope)
+
+    def _forget(self, job: Job) -> bool:
+        """Take an accepted request off the ledger (and the queue); False if it was already answered.
+        A running request then stops at its next step: its events find it gone."""
         if self._ledger.pop(job.key, None) is not job:
-            return
+            return False
         if not job.started:
             with self._queue_changed:
                 try:
                     self._queue.remove(job)
                 except ValueError:
                     pass  # the worker took it in the meantime; its result will be dropped
-        self._send(job.routing, reply, job.message.shm)
+        return True
 
     def _expire(self, now: float) -> None:
         for job in [job for job in self._ledger.values() if job.deadline <= now]:
@@ -329,7 +369,9 @@ class Server:
             text = f"request {job.message.id} passed its deadline of {seconds:.3g} s ({where})"
             self._answer(job, error_message(job.message.id, ERR_DEADLINE, text))
 
-    def _send(self, routing: bytes, reply: Message, shm: str | None = None) -> None:
+    def _send(
+        self, routing: bytes, reply: Message, shm: str | None = None, envelope: tuple[bytes, ...] = ()
+    ) -> None:
         offsets = None
         if shm is not None and reply.tensors and self._segments is not None:
             try:
@@ -344,14 +386,14 @@ class Server:
             frames = encode(error_message(reply.id, ERR_INTERNAL, exc.message))
         self.counts[reply.fields.get("code", reply.type) if reply.type == "error" else reply.type] += 1
         try:
-            self._socket.send_multipart([routing, *frames], copy=False)
+            self._socket.send_multipart([routing, *envelope, *frames], copy=False)
         except zmq.ZMQError as exc:  # e.g. the peer's queue is full; ROUTER drops rather than blocks
             log.warning("reply %s to %r not sent: %s", reply.id, routing, exc)
 
     # ---- control messages (loop thread, answered at once) ----------------------------------------
 
     def _hello(self, routing: bytes, message: Message) -> Message:
-        assert self._handler is not None
+        assert self._core is not None
         versions = message.fields.get("versions", [PROTOCOL_VERSION])
         spoken = versions if isinstance(versions, list) else []
         common = {v for v in spoken if isinstance(v, int) and not isinstance(v, bool)} & set(
@@ -372,8 +414,9 @@ class Server:
             "max_deadline_ms": int(self.options.max_deadline_s * 1000),
             "passes": [*PASS_NAMES, *EXTRA_PASSES],
             "params": list(PARAM_SHAPES),
-            "work_types": sorted(self._handler.work_types),
-            **self._handler.describe(),
+            "work_types": sorted(self._core.work_types),
+            "message_types": sorted(MESSAGES),
+            **self._core.describe(),
         }
         wants = message.fields.get("capabilities", [])
         same_host = self._host is not None and message.fields.get("host") == self._host
@@ -387,7 +430,7 @@ class Server:
         return Message(HELLO, message.id, fields)
 
     def _health(self, routing: bytes, message: Message) -> Message:
-        assert self._handler is not None
+        assert self._core is not None
         running = sum(1 for job in self._ledger.values() if job.started)
         fields = {
             "status": "ok" if self._drain_at is None else "draining",
@@ -399,7 +442,7 @@ class Server:
             },
             "uptime_s": time.monotonic() - self._started,
             "shm_segments": len(self._segments) if self._segments is not None else 0,
-            **self._handler.describe(),
+            **self._core.describe(),
         }
         return Message(HEALTH, message.id, fields)
 
@@ -413,33 +456,22 @@ class Server:
         return Message(READY, message.id, {"ready": ready, "reason": reason})
 
     def _cancel(self, routing: bytes, message: Message) -> Message:
-        target = message.fields.get("target")
-        if not isinstance(target, int) or isinstance(target, bool):
-            raise ProtocolError(ERR_BAD_FIELD, "target: expected the request id to cancel", message.id)
+        request: CancelRequest = read_body(message)
+        target = request.target
         job = self._ledger.get((routing, target))
         if job is not None:
             text = f"request {target} cancelled by the client ({'running' if job.started else 'queued'})"
             self._answer(job, error_message(target, ERR_CANCELLED, text))
         return Message(OK, message.id, {"target": target, "found": job is not None})
 
-    def _end_shot(self, routing: bytes, message: Message) -> Message:
-        assert self._handler is not None
-        shot = message.fields.get("shot")
-        if not isinstance(shot, str):
-            raise ProtocolError(ERR_BAD_FIELD, "shot: expected a string id", message.id)
-        self._handler.end_shot(shot)
-        return Message(OK, message.id, {"shot": shot})
-
     def _release_shm(self, routing: bytes, message: Message) -> Message:
-        segment = message.fields.get("segment")
-        if not isinstance(segment, str):
-            raise ProtocolError(ERR_BAD_FIELD, "segment: expected a segment id", message.id)
+        segment = read_body(message).segment
         released = self._segments.release(segment) if self._segments is not None else False
         return Message(OK, message.id, {"segment": segment, "released": released})
 
     # ---- the worker thread -----------------------------------------------------------------------
 
-    def _work(self, handler: Handler) -> None:
+    def _work(self, core: RequestCore) -> None:
         wake = self._context.socket(zmq.PUSH)
         wake.connect(self._wake_address)
         try:
@@ -451,8 +483,7 @@ class Server:
                         return
                     self._queue.remove(job)
                     job.started = True
-                    if job.shot is not None:
-                        self._running_shots[job.shot] += 1
+                    self._running_shots[job.shot] += 1
                 self._post(wake, job, None, final=False)
 
                 def emit(event: Message, job: Job = job) -> bool:
@@ -462,17 +493,16 @@ class Server:
                     return True
 
                 try:
-                    reply = handler.handle(job.message, emit)
-                except Exception as exc:  # handlers answer errors themselves; this is the last resort
+                    reply = core.handle(job.routing, job.message, job.body, emit)
+                except Exception as exc:  # the core answers errors itself; this is the last resort
                     log.exception("request %s failed", job.message.id)
                     reply = error_message(job.message.id, ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
                 finally:
-                    if job.shot is not None:
-                        with self._queue_changed:
-                            self._running_shots[job.shot] -= 1
-                            if not self._running_shots[job.shot]:
-                                del self._running_shots[job.shot]
-                            self._queue_changed.notify_all()  # the shot's next request may start
+                    with self._queue_changed:
+                        self._running_shots[job.shot] -= 1
+                        if not self._running_shots[job.shot]:
+                            del self._running_shots[job.shot]
+                        self._queue_changed.notify_all()  # the shot's next request may start
                 self._post(wake, job, reply, final=True)
         finally:
             wake.close(linger=0)
@@ -483,8 +513,6 @@ class Server:
             return self._queue[0] if self._queue else None
         waiting: set[str] = set()  # shots with an older request still queued keep their order
         for job in self._queue:
-            if job.shot is None:
-                return job
             if job.shot not in self._running_shots and job.shot not in waiting:
                 return job
             waiting.add(job.shot)
@@ -509,6 +537,7 @@ class Server:
 
     def close(self, linger_ms: int = 0) -> None:
         """Close the sockets and unlink the shared-memory segments (also when never served)."""
+        self._monitor.close(linger=0)
         self._socket.close(linger=linger_ms)
         self._wake.close(linger=0)
         if self._segments is not None:

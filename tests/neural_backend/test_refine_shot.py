@@ -204,7 +204,7 @@ def test_preview_of_a_shot_s_first_frame_starts_from_the_encoder(generator, tmp_
 
 def test_the_backend_picks_the_perceptual_loss_from_what_it_has(generator, tmp_path: Path):
     from neural_backend.checkpoints.io import save_checkpoint
-    from neural_backend.serving.engines.local import ServerConfig, load_backend
+    from neural_backend.serving.engines.local import ServerConfig, load_engine
     from neural_backend.stylegan2 import Discriminator
 
     with_d, without_d = tmp_path / "g_d.safetensors", tmp_path / "g.safetensors"
@@ -212,7 +212,7 @@ def test_the_backend_picks_the_perceptual_loss_from_what_it_has(generator, tmp_p
         generator, with_d, Discriminator(c_dim=0, img_resolution=32, channel_base=512, channel_max=32)
     )
     save_checkpoint(generator, without_d)
-    assert load_backend(ServerConfig(checkpoint=with_d)).describe()["perceptual"] == "discriminator"
-    assert load_backend(ServerConfig(checkpoint=without_d)).describe()["perceptual"] == "ms-ssim"
+    assert load_engine(ServerConfig(checkpoint=with_d)).describe()["perceptual"] == "discriminator"
+    assert load_engine(ServerConfig(checkpoint=without_d)).describe()["perceptual"] == "ms-ssim"
     none = ServerConfig(checkpoint=without_d, refine=RefineConfig(perceptual="none"))
-    assert load_backend(none).describe()["perceptual"] == "none"
+    assert load_engine(none).describe()["perceptual"] == "none"

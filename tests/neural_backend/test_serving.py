@@ -195,7 +195,7 @@ def test_an_evicted_segment_falls_back_transparently() -> None:
     with running_server(shm_max_segments=1) as (_, address):
         with Client(address, timeout=5) as first, Client(address, timeout=5) as second:
             assert first.refine_frame(small_passes(1)).frame == 1
-            assert second.refine_frame(small_passes(2)).frame == 2  # evicts first's segment
+            assert second.refine_frame(small_passes(2, shot="t")).frame == 2  # evicts first's segment
             assert first.refine_frame(small_passes(3)).frame == 3  # shm_unavailable -> hello again
 
 
@@ -224,11 +224,14 @@ def test_the_client_reconnects_after_a_server_restart() -> None:
         assert client.refine_frame(small_passes()).frame == 1
     folder = address.removeprefix("ipc://").rsplit("/", 1)[0]
     os.makedirs(folder, exist_ok=True)
-    from neural_backend.serving.engines.echo import EchoHandler
+    from neural_backend.serving.core import RequestCore
+    from neural_backend.serving.engines.echo import EchoEngine
     from neural_backend.serving.shell import ServeOptions, Server
 
     server = Server(ServeOptions(address=address))
-    thread = threading.Thread(target=server.serve_forever, args=(EchoHandler(), False), daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(RequestCore(EchoEngine()), False), daemon=True
+    )
     thread.start()
     try:
         try:

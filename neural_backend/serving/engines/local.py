@@ -1,17 +1,16 @@
-"""The refining backend: :class:`Backend` maps ``refine_frame`` messages to results, without I/O.
+"""The local engine: the generator and refiner in this process (``rigstyle serve``'s default).
 
-``serving.Server`` is the socket shell around it (queue, deadlines, cancel, drain, shared memory). Every
-request gets exactly one reply: a result, or an ``error`` message with a stable code. Bad input never
-stops the server.
+The request-handling core (``serving.core``) reads requests, keeps shots and builds replies; this engine
+only refines. :func:`load_core` builds both from a :class:`ServerConfig`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,33 +23,19 @@ from rigs import load as load_rig
 from ...checkpoints.io import read_checkpoint
 from ...checkpoints.names import FACE_PRIOR_NAME, UNTRAINED_NAME
 from ...farm.shot_folder import file_sha256
-from ...protocol.passes import REFINE_PARAMS, FramePasses, ParamsRequest, PassError, RefinedFrame
-from ...protocol.saved_state import SET_SHOT_STATE, SavedShotState
-from ...protocol.wire import (
-    ADD_FRAME,
-    ERR_BAD_FIELD,
-    ERR_CANCELLED,
-    ERR_INTERNAL,
-    ERR_REFINE_FAILED,
-    ERR_UNKNOWN_TYPE,
-    FRAME_RESULT,
-    OK,
-    PROGRESS,
-    REFINE_FRAME,
-    REFINE_SHOT,
-    Message,
-    ProtocolError,
-    error_message,
-)
+from ...protocol.messages import MODES, FrameWork, ShotRequest
+from ...protocol.passes import FramePasses, ParamsRequest, PassError
+from ...protocol.saved_state import SavedShotState
+from ...protocol.wire import ERR_REFINE_FAILED, ProtocolError
 from ...refine.framing import FFHQ, Alignment
-from ...refine.refiner import MODES, Previous, RefineConfig, RefineError, Refiner, ShotState, check_face
+from ...refine.refiner import Previous, RefineConfig, RefineError, Refiner, ShotState
 from ...stylegan2 import Discriminator, Generator
+from ..core import RequestCore
+from ..engine import FrameOutcome, ShotOutcome, WorkEvents, check_face
 from ..held_frames import DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAMES, ShotFrames
 
 if TYPE_CHECKING:
     from ...refine.encoder import Encoder
-    from ...refine.inversion import StepCallback
-    from ..shell import Emit
 
 DEMO_RIG = "demo"  # the licence-free demo head, always available to refine_params
 
@@ -77,18 +62,12 @@ class ServerConfig:
     max_held_bytes: int = DEFAULT_MAX_BYTES  # bytes add_frame may hold over all shots
 
 
-class Cancelled(Exception):
-    """The request was cancelled or passed its deadline while it ran."""
+class LocalEngine:
+    """The refiner in this process: the generator, the refiner and params-only rendering.
 
-
-class Backend:
-    """Request handling without I/O: the generator, the refiner and per-shot temporal state.
-
-    ``handle`` runs on the server's worker thread; ``describe`` and ``end_shot`` on its socket thread.
+    Its shot state is the refiner's :class:`ShotState`. ``refine_*`` run on the server's worker thread,
+    ``describe`` and ``check_frame`` on its socket thread.
     """
-
-    work_types = frozenset({REFINE_FRAME, REFINE_PARAMS, REFINE_SHOT})
-    control_types = frozenset({ADD_FRAME, SET_SHOT_STATE})
 
     def __init__(
         self,
@@ -96,12 +75,10 @@ class Backend:
         generator_name: str,
         refine: RefineConfig,
         device: str = "cpu",
-        max_shots: int = 256,
         rigs: Mapping[str, Rig] | None = None,
         threads: int | None = None,
         discriminator: Discriminator | None = None,
         encoder: Encoder | None = None,
-        held: ShotFrames | None = None,
         generator_id: str | None = None,
         alignment: Alignment = FFHQ,
         checkpoint_path: str | None = None,
@@ -114,18 +91,12 @@ class Backend:
         self.checkpoint_path = checkpoint_path  # the file the generator came from (None: built in memory)
         self.refiner = Refiner(generator, refine, device, discriminator, encoder, alignment)
         self.resolution = int(generator.img_resolution)
-        self.max_shots = max_shots
-        self.shots: OrderedDict[str, ShotState] = OrderedDict()
-        self.held = held if held is not None else ShotFrames()
-        self._lock = threading.Lock()
         self.rigs = dict(rigs or {})  # name -> Rig for refine_params; 'demo' is added on first use
-        # torch threads for the worker thread, set there on its first request (see load_backend)
+        # torch threads for the worker thread, set there on its first request (see load_engine)
         self._threads = threads
         self._worker_ident: int | None = None
 
     def describe(self) -> dict[str, Any]:
-        with self._lock:
-            shots = len(self.shots)
         return {
             "generator": self.generator_name,
             "generator_id": self.generator_id,
@@ -134,103 +105,47 @@ class Backend:
             "checkpoint_path": self.checkpoint_path,
             "resolution": self.resolution,
             "device": str(self.refiner.device),
-            "shots": shots,
-            "held_frames": self.held.count(),
             "modes": list(MODES),
             "perceptual": self.refiner.perceptual_name,
             "encoder": self.refiner.encoder is not None,
         }
 
-    def end_shot(self, shot: str) -> None:
-        with self._lock:
-            self.shots.pop(shot, None)
-        self.held.drop(shot)
+    def check_frame(self, passes: FramePasses) -> None:
+        check_face(passes, self.alignment)
 
-    def control(self, message: Message) -> Message:
-        """``add_frame``: validate the frame (passes and a usable face) and hold it for ``refine_shot``;
-        ``set_shot_state``: continue a shot from a state another backend (or an earlier run) saved."""
-        if message.type == SET_SHOT_STATE:
-            return self._set_state(SavedShotState.from_message(message), message.id)
-        return hold_frame(self.held, message)
-
-    def handle(self, message: Message, emit: Emit | None = None) -> Message:
-        if self._threads and self._worker_ident != threading.get_ident():
-            torch.set_num_threads(self._threads)  # per calling thread: the worker gets the full pool
-            self._worker_ident = threading.get_ident()
-        if message.type not in self.work_types:
-            return error_message(message.id, ERR_UNKNOWN_TYPE, f"unknown message type {message.type!r}")
-        send = emit if emit is not None else (lambda event: True)
-        try:
-            if message.type == REFINE_SHOT:
-                return self._refine_shot(message, send)
-            mode = message.fields.get("mode", "final")
-            if mode not in MODES:
-                raise ProtocolError(ERR_BAD_FIELD, f"mode: expected one of {list(MODES)}, got {mode!r}")
-            if message.type == REFINE_PARAMS:
-                passes = self.render_params(ParamsRequest.from_message(message))
-            else:
-                passes = FramePasses.from_message(message)
-            return self._refine(passes, mode, _step_events(send)).to_message(message.id)
-        except ProtocolError as exc:
-            return error_message(message.id, exc.code, exc.message)
-        except RefineError as exc:
-            return error_message(message.id, ERR_REFINE_FAILED, str(exc))
-        except Cancelled as exc:
-            return error_message(message.id, ERR_CANCELLED, str(exc))
-        except Exception as exc:  # the server keeps serving; the client learns what happened
-            log.exception("request %s (%s) failed", message.id, message.type)
-            return error_message(message.id, ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
-
-    def _refine_shot(self, message: Message, emit: Emit) -> Message:
-        """All held frames of the shot, jointly; one ``frame_result`` event per frame, then ``ok``."""
-        shot = message.fields.get("shot")
-        if not isinstance(shot, str) or not shot:
-            raise PassError("shot: expected a non-empty string id")
-        pti = message.fields.get("pti")
-        if pti is not None and not isinstance(pti, bool):
-            raise PassError(f"pti: expected true or false, got {pti!r}")
-        return_state = message.fields.get("return_state", False)
-        if not isinstance(return_state, bool):
-            raise PassError(f"return_state: expected true or false, got {return_state!r}")
-        frames = self.held.take(shot)
-
-        def send_frame(refined: RefinedFrame) -> None:
-            if not emit(refined.to_message(message.id).replace(type=FRAME_RESULT)):
-                raise Cancelled(f"shot {shot!r} was cancelled or passed its deadline")
-
-        state = self._state(shot)
-        try:
-            result = self.refiner.refine_shot(
-                frames, state, pti=pti, on_step=_step_events(emit), on_frame=send_frame
-            )
-        except BaseException:
-            self.held.restore(shot, frames)  # nothing is lost: fix a frame (add_frame again) and retry
-            raise
-        self.held.done(shot)
-        fields: dict[str, Any] = {
-            "shot": shot,
-            "frames": result.frames,
-            "metrics": result.metrics,
-            "frame_metrics": [{"frame": frame, **m} for frame, m in result.frame_metrics.items()],
-        }
-        tensors: dict[str, Any] = {}
-        if return_state and state.previous is not None:
-            saved = state.previous.to_saved(shot, self.generator_id)
-            fields.update(state_frame=saved.frame, generator=saved.generator)
-            tensors = saved.tensors
-        return Message(OK, message.id, fields, tensors)
-
-    def restore(self, saved: SavedShotState) -> Previous:
-        """A saved shot state as the refiner's ``Previous``; :class:`PassError` when it does not fit this
-        generator (another generator id, W+ shape or resolution)."""
+    def restore(self, saved: SavedShotState) -> ShotState:
+        """A saved shot state as the refiner's; ``bad_field`` when it does not fit this generator (another
+        generator id, W+ shape or resolution)."""
         generator = self.refiner.generator
         shape = (int(generator.num_ws), int(generator.w_dim))
         saved.check_fits(self.generator_id, self.generator_name, shape, self.resolution)
-        return Previous.from_saved(saved, self.refiner.device)
+        return ShotState(Previous.from_saved(saved, self.refiner.device))
 
-    def _set_state(self, saved: SavedShotState, request_id: int) -> Message:
-        self._state(saved.shot).previous = self.restore(saved)
-        return Message(OK, request_id, {"shot": saved.shot, "frame": saved.frame})
+    def save(self, state: object, shot: str) -> SavedShotState | None:
+        if not isinstance(state, ShotState) or state.previous is None:
+            return None
+        return state.previous.to_saved(shot, self.generator_id)
+
+    def refine_frame(self, work: FrameWork, state: object | None, events: WorkEvents) -> FrameOutcome:
+        self._use_threads()
+        shot = state if isinstance(state, ShotState) else ShotState()
+        with _refine_failures():
+            passes = work.frame
+            if isinstance(passes, ParamsRequest):
+                passes = self.render_params(passes)
+            refined = self.refiner.refine(passes, shot, work.mode, events.step)  # type: ignore[arg-type]
+        return FrameOutcome(refined, shot)
+
+    def refine_shot(
+        self, request: ShotRequest, frames: list[FramePasses], state: object | None, events: WorkEvents
+    ) -> ShotOutcome:
+        self._use_threads()
+        shot = state if isinstance(state, ShotState) else ShotState()
+        with _refine_failures():
+            result = self.refiner.refine_shot(
+                frames, shot, pti=request.pti, on_step=events.step, on_frame=events.frame
+            )
+        return ShotOutcome(result.frames, result.metrics, result.frame_metrics, shot)
 
     def render_params(self, request: ParamsRequest) -> FramePasses:
         """The passes of a params-only request, rendered with pyrender from the named rig."""
@@ -249,41 +164,22 @@ class Backend:
             world_from_rig=request.world_from_rig,
         )  # fmt: skip
 
-    def _refine(self, passes: FramePasses, mode: str, on_step: StepCallback) -> RefinedFrame:
-        return self.refiner.refine(passes, self._state(passes.shot), mode, on_step)  # type: ignore[arg-type]
-
-    def _state(self, shot: str) -> ShotState:
-        with self._lock:
-            state = self.shots.setdefault(shot, ShotState())
-            self.shots.move_to_end(shot)
-            while len(self.shots) > self.max_shots:
-                self.shots.popitem(last=False)
-        return state
+    def _use_threads(self) -> None:
+        if self._threads and self._worker_ident != threading.get_ident():
+            torch.set_num_threads(self._threads)  # per calling thread: the worker gets the full pool
+            self._worker_ident = threading.get_ident()
 
 
-def hold_frame(held: ShotFrames, message: Message) -> Message:
-    """``add_frame``: check the frame (passes and a face the alignment can use), hold it, answer ``ok``."""
-    passes = FramePasses.from_message(message)
+@contextlib.contextmanager
+def _refine_failures() -> Iterator[None]:
+    """The refiner's own error (no usable face or skin) as the protocol's ``refine_failed``."""
     try:
-        check_face(passes)
+        yield
     except RefineError as exc:
         raise ProtocolError(ERR_REFINE_FAILED, str(exc)) from None
-    count = held.add(passes)
-    return Message(OK, message.id, {"shot": passes.shot, "frame": passes.frame, "frames": count})
 
 
-def _step_events(emit: Emit) -> StepCallback:
-    """An optimisation-step callback that sends ``progress`` events and stops a cancelled request."""
-
-    def on_step(phase: str, step: int, steps: int, loss: float) -> None:
-        fields = {"stage": "step", "phase": phase, "step": step, "steps": steps, "loss": loss}
-        if not emit(Message(PROGRESS, 0, fields)):
-            raise Cancelled(f"cancelled or past its deadline at {phase} step {step} of {steps}")
-
-    return on_step
-
-
-def load_backend(config: ServerConfig) -> Backend:
+def load_engine(config: ServerConfig) -> LocalEngine:
     """Load the generator named by ``config`` (or build the built-in one).
 
     Loading runs on the calling (main) thread with one torch thread; the refinements run on the server's
@@ -311,22 +207,25 @@ def load_backend(config: ServerConfig) -> Backend:
         except RigError as exc:
             raise RigLoadError(f"--rig {rig_name}: {exc}") from None
     device = resolve_device(config.device)
-    held = ShotFrames(config.max_shot_frames, config.max_held_bytes)
-    return Backend(
+    return LocalEngine(
         generator,
         name,
         config.refine,
         device,
-        config.max_shots,
         loaded,
         threads,
         discriminator,
         encoder,
-        held,
         generator_id,
         config.alignment or checkpoint.alignment,
         None if checkpoint.untrained else str(checkpoint.path.resolve()),
     )
+
+
+def load_core(config: ServerConfig) -> RequestCore:
+    """The request-handling core around :func:`load_engine`'s engine, with the config's shot limits."""
+    held = ShotFrames(config.max_shot_frames, config.max_held_bytes)
+    return RequestCore(load_engine(config), held, config.max_shots)
 
 
 class RigLoadError(ValueError):

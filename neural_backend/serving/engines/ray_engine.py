@@ -3,12 +3,12 @@
 Two halves:
 
 * :class:`RefinerReplica`, the deployment. Each replica is a Ray actor that loads the generator once
-  (``server.load_backend``) and keeps NO shot state: every call brings the frames and the shot's
+  (``engines.local.load_engine``) and keeps NO shot state: every call brings the frames and the shot's
   :class:`SavedShotState` and returns the refined frames with the shot's new state. Any replica can serve
   any shot, and a shot survives a replica that dies. Only numpy arrays and plain dataclasses cross Ray.
-* :class:`RayHandler`, the :class:`serving.Handler` in the ``rigstyle serve`` process. The socket shell
-  (``serving.Server``, with several workers) is unchanged for clients; the handler keeps each shot's state
-  and held frames and forwards work through a ``DeploymentHandle``.
+* :class:`RayEngine`, the engine behind the request-handling core in the ``rigstyle serve`` process. The
+  socket shell (with several workers) and the core are the same as for the local engine; the core keeps
+  each shot's state and held frames, the engine forwards work through a ``DeploymentHandle``.
 
 Batching: ``preview`` frames go through ``@serve.batch``: concurrent preview requests that reach one
 replica within ``batch_wait_timeout_s`` are taken together in one replica call. They are refined one after
@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import os
 import socket
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,33 +37,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from ray import serve
 
-from ...protocol.passes import REFINE_PARAMS, FramePasses, ParamsRequest, PassError, RefinedFrame
-from ...protocol.saved_state import SET_SHOT_STATE, SavedShotState
-from ...protocol.wire import (
-    ADD_FRAME,
-    ERR_BAD_FIELD,
-    ERR_BUSY,
-    ERR_CANCELLED,
-    ERR_INTERNAL,
-    ERR_REFINE_FAILED,
-    ERR_UNKNOWN_TYPE,
-    FRAME_RESULT,
-    OK,
-    PROGRESS,
-    REFINE_FRAME,
-    REFINE_SHOT,
-    Message,
-    ProtocolError,
-    error_message,
-)
-from ...refine.refiner import MODES, RefineError, ShotState
-from ..held_frames import ShotFrames, owned_copy
-from .local import hold_frame
+from ...protocol.messages import FrameWork, ShotRequest
+from ...protocol.passes import FramePasses, ParamsRequest, RefinedFrame
+from ...protocol.saved_state import SavedShotState
+from ...protocol.wire import ERR_BUSY, ERR_INTERNAL, ERR_REFINE_FAILED, ProtocolError
+from ...refine.framing import Alignment
+from ...refine.refiner import RefineError, ShotState
+from ..engine import Cancelled, FrameOutcome, ShotOutcome, WorkEvents, check_face
+from ..held_frames import owned_copy
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
-    from ..shell import Emit
     from .local import ServerConfig
 
 log = logging.getLogger("rigstyle.ray")
@@ -149,11 +134,11 @@ class RefinerReplica:
     def __init__(self, config: ServerConfig, threads: int, max_batch_size: int, batch_wait_timeout_s: float):
         import torch
 
-        from .local import load_backend
+        from .local import load_engine
 
         torch.set_num_threads(threads)
         self._threads = threads
-        self._backend = load_backend(config)
+        self._backend = load_engine(config)
         self._refiner = self._backend.refiner
         self._lock = threading.Lock()  # one refinement at a time; the others wait their turn
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -203,7 +188,7 @@ class RefinerReplica:
                 return Failure(ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
 
     def _restore(self, saved: SavedShotState | None) -> ShotState:
-        return ShotState(self._backend.restore(saved) if saved is not None else None)
+        return self._backend.restore(saved) if saved is not None else ShotState()
 
     def _saved(self, state: ShotState, shot: str) -> SavedShotState | None:
         if state.previous is None:
@@ -259,37 +244,23 @@ def stop(options: RayOptions) -> None:
         ray.shutdown()
 
 
-# ---- the socket front -----------------------------------------------------------------------------
+# ---- the engine in the socket front --------------------------------------------------------------
 
 
-class RayHandler:
-    """The :class:`serving.Handler` that forwards work to the replicas (see the module docstring).
+class RayEngine:
+    """The engine that forwards work to the replicas (see the module docstring).
 
-    Holds each shot's frames (``add_frame``) and its saved state; the server's workers never run two
-    requests of one shot at once, so a shot's state is read and written by one request at a time. Frame
-    results of a ``refine_shot`` are sent as ``frame_result`` events once the replica has returned the
-    whole shot (not as each frame is composited).
+    Its shot state is the shot's :class:`SavedShotState`, sent with each call and returned by the replica;
+    the core keeps it and never runs two requests of one shot at once. Frame results of a ``refine_shot``
+    go out as events once the replica has returned the whole shot (not as each frame is composited).
     """
 
-    work_types = frozenset({REFINE_FRAME, REFINE_PARAMS, REFINE_SHOT})
-    control_types = frozenset({ADD_FRAME, SET_SHOT_STATE})
-
-    def __init__(
-        self,
-        handle: DeploymentHandle,
-        options: RayOptions,
-        held: ShotFrames | None = None,
-        max_shots: int = 256,
-        poll_s: float = 0.25,
-    ):
+    def __init__(self, handle: DeploymentHandle, options: RayOptions, poll_s: float = 0.25):
         self._handle = handle
         self.options = options
         self.info: dict[str, Any] = handle.info.remote().result()
-        self.held = held if held is not None else ShotFrames()
-        self.max_shots = max_shots
+        self.alignment = Alignment.from_json(json.dumps(self.info["alignment"]))
         self._poll_s = poll_s  # how often a waiting request checks for cancel / deadline
-        self._states: OrderedDict[str, SavedShotState] = OrderedDict()
-        self._epochs: collections.Counter[str] = collections.Counter()  # end_shot count per shot
         self._served: collections.Counter[str] = collections.Counter()  # requests per replica
         self._batches: collections.Counter[int] = collections.Counter()  # preview batch sizes seen
         self._rejected = 0  # Ray's back-pressure refusals
@@ -310,101 +281,43 @@ class RayHandler:
                 "preview_batches": {str(size): n for size, n in sorted(self._batches.items())},
                 "rejected": self._rejected,
             }
-            shots = len(self._states)
-        return {**info, "shots": shots, "held_frames": self.held.count(), "ray": ray_fields}
+        return {**info, "ray": ray_fields}
 
-    def end_shot(self, shot: str) -> None:
-        with self._lock:
-            self._states.pop(shot, None)
-            self._epochs[shot] += 1  # a request of the shot still running must not bring it back
-        self.held.drop(shot)
+    def check_frame(self, passes: FramePasses) -> None:
+        check_face(passes, self.alignment)
 
-    def control(self, message: Message) -> Message:
-        """``add_frame`` (validated like ``server.Backend``) and ``set_shot_state``."""
-        if message.type == SET_SHOT_STATE:
-            saved = SavedShotState.from_message(message)
-            self._check_state(saved)
-            self._store(saved.shot, owned_state(saved), self._epoch(saved.shot))
-            return Message(OK, message.id, {"shot": saved.shot, "frame": saved.frame})
-        return hold_frame(self.held, message)
+    def restore(self, saved: SavedShotState) -> SavedShotState:
+        info = self.info
+        shape = (info["num_ws"], info["w_dim"])
+        saved.check_fits(info["generator_id"], info["generator"], shape, info["resolution"])
+        return owned_state(saved)
 
-    def handle(self, message: Message, emit: Emit) -> Message:
-        if message.type not in self.work_types:
-            return error_message(message.id, ERR_UNKNOWN_TYPE, f"unknown message type {message.type!r}")
-        try:
-            if message.type == REFINE_SHOT:
-                return self._refine_shot(message, emit)
-            return self._refine_frame(message, emit)
-        except ProtocolError as exc:
-            return error_message(message.id, exc.code, exc.message)
-        except RefineError as exc:
-            return error_message(message.id, ERR_REFINE_FAILED, str(exc))
-        except Exception as exc:
-            log.exception("request %s (%s) failed", message.id, message.type)
-            return error_message(message.id, ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
+    def save(self, state: object, shot: str) -> SavedShotState | None:
+        return state if isinstance(state, SavedShotState) else None
 
-    def _refine_frame(self, message: Message, emit: Emit) -> Message:
-        mode = message.fields.get("mode", "final")
-        if mode not in MODES:
-            raise ProtocolError(ERR_BAD_FIELD, f"mode: expected one of {list(MODES)}, got {mode!r}")
-        passes: FramePasses | ParamsRequest
-        if message.type == REFINE_PARAMS:
-            passes = ParamsRequest.from_message(message)
-        else:
-            passes = owned_copy(FramePasses.from_message(message))  # shared memory is reused after this
-        epoch = self._epoch(passes.shot)
-        request = FrameRequest(passes, self._state(passes.shot), mode)
-        method = self._handle.preview if mode == "preview" else self._handle.refine_frame
-        reply = self._wait(method.remote(request), emit, message.id)
-        if isinstance(reply, Failure):
-            return error_message(message.id, reply.code, reply.text)
-        self._store(passes.shot, reply.state, epoch, reply.replica, reply.batch if mode == "preview" else 0)
-        result = reply.frame.to_message(message.id)
-        return result.replace(fields={**result.fields, "replica": reply.replica, "batch": reply.batch})
+    def refine_frame(self, work: FrameWork, state: object | None, events: WorkEvents) -> FrameOutcome:
+        passes = work.frame
+        if isinstance(passes, FramePasses):
+            passes = owned_copy(passes)  # shared memory is reused after this
+        saved = state if isinstance(state, SavedShotState) else None
+        method = self._handle.preview if work.mode == "preview" else self._handle.refine_frame
+        reply = self._wait(method.remote(FrameRequest(passes, saved, work.mode)), events)
+        self._count(reply.replica, reply.batch if work.mode == "preview" else 0)
+        return FrameOutcome(reply.frame, reply.state, {"replica": reply.replica, "batch": reply.batch})
 
-    def _refine_shot(self, message: Message, emit: Emit) -> Message:
-        shot = message.fields.get("shot")
-        if not isinstance(shot, str) or not shot:
-            raise PassError("shot: expected a non-empty string id")
-        pti = message.fields.get("pti")
-        if pti is not None and not isinstance(pti, bool):
-            raise PassError(f"pti: expected true or false, got {pti!r}")
-        return_state = message.fields.get("return_state", False)
-        if not isinstance(return_state, bool):
-            raise PassError(f"return_state: expected true or false, got {return_state!r}")
-        epoch = self._epoch(shot)
-        frames = self.held.take(shot)
-        try:
-            reply = self._wait(
-                self._handle.refine_shot.remote(frames, self._state(shot), pti), emit, message.id
-            )
-            if isinstance(reply, Failure):
-                self.held.restore(shot, frames)  # as Backend: fix a frame (add_frame again) and retry
-                return error_message(message.id, reply.code, reply.text)
-            for refined in reply.frames:
-                if not emit(refined.to_message(message.id).replace(type=FRAME_RESULT)):
-                    raise _Cancelled(f"shot {shot!r} was cancelled or passed its deadline")
-        except BaseException:
-            self.held.restore(shot, frames)
-            raise
-        self.held.done(shot)
-        self._store(shot, reply.state, epoch, reply.replica)
-        fields: dict[str, Any] = {
-            "shot": shot,
-            "frames": [refined.frame for refined in reply.frames],
-            "metrics": reply.metrics,
-            "frame_metrics": [{"frame": frame, **m} for frame, m in reply.frame_metrics.items()],
-            "replica": reply.replica,
-        }
-        tensors: dict[str, np.ndarray] = {}
-        if return_state and reply.state is not None:
-            fields.update(state_frame=reply.state.frame, generator=reply.state.generator)
-            tensors = reply.state.tensors
-        return Message(OK, message.id, fields, tensors)
+    def refine_shot(
+        self, request: ShotRequest, frames: list[FramePasses], state: object | None, events: WorkEvents
+    ) -> ShotOutcome:
+        saved = state if isinstance(state, SavedShotState) else None
+        reply = self._wait(self._handle.refine_shot.remote(frames, saved, request.pti), events)
+        self._count(reply.replica)
+        for refined in reply.frames:
+            events.frame(refined)
+        frames_done = [refined.frame for refined in reply.frames]
+        fields = {"replica": reply.replica}
+        return ShotOutcome(frames_done, reply.metrics, reply.frame_metrics, reply.state, fields)
 
-    def _wait(
-        self, response: DeploymentResponse | DeploymentResponseGenerator, emit: Emit, request_id: int
-    ) -> Any:
+    def _wait(self, response: DeploymentResponse | DeploymentResponseGenerator, events: WorkEvents) -> Any:
         """The replica's answer; cancels it when the request is cancelled or passes its deadline."""
         from ray.serve.exceptions import BackPressureError
         from ray.serve.handle import DeploymentResponse
@@ -414,53 +327,29 @@ class RayHandler:
         try:
             while True:
                 try:
-                    return response.result(timeout_s=self._poll_s)
+                    reply = response.result(timeout_s=self._poll_s)
+                    break
                 except TimeoutError:
-                    waited = {"stage": "ray", "waited_s": round(time.monotonic() - started, 3)}
-                    if not emit(Message(PROGRESS, request_id, waited)):
+                    try:
+                        events.waiting({"stage": "ray", "waited_s": round(time.monotonic() - started, 3)})
+                    except Cancelled:
                         response.cancel()
-                        raise _Cancelled(
-                            f"request {request_id} was cancelled or passed its deadline"
-                        ) from None
+                        raise
         except BackPressureError as exc:
             with self._lock:
                 self._rejected += 1
             raise ProtocolError(
                 ERR_BUSY, f"all replicas busy and Ray's queue full ({exc}); retry later"
             ) from None
+        if isinstance(reply, Failure):
+            raise ProtocolError(reply.code, reply.text)
+        return reply
 
-    def _check_state(self, saved: SavedShotState) -> None:
-        info = self.info
-        shape = (info["num_ws"], info["w_dim"])
-        saved.check_fits(info["generator_id"], info["generator"], shape, info["resolution"])
-
-    def _epoch(self, shot: str) -> int:
+    def _count(self, replica: str, batch: int = 0) -> None:
         with self._lock:
-            return self._epochs[shot]
-
-    def _state(self, shot: str) -> SavedShotState | None:
-        with self._lock:
-            return self._states.get(shot)
-
-    def _store(
-        self, shot: str, state: SavedShotState | None, epoch: int, replica: str | None = None, batch: int = 0
-    ) -> None:
-        with self._lock:
-            if replica is not None:
-                self._served[replica] += 1
+            self._served[replica] += 1
             if batch:
                 self._batches[batch] += 1
-            if state is None or self._epochs[shot] != epoch:
-                return  # nothing new, or the shot ended while it ran
-            self._states[shot] = state
-            self._states.move_to_end(shot)
-            while len(self._states) > self.max_shots:
-                self._states.popitem(last=False)
-
-
-class _Cancelled(ProtocolError):
-    def __init__(self, text: str):
-        super().__init__(ERR_CANCELLED, text)
 
 
 def owned_state(saved: SavedShotState) -> SavedShotState:
