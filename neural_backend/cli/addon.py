@@ -70,7 +70,7 @@ def source_root() -> Path:
     Raises:
         AddonBuildError: this module was installed from a wheel, so there is no source tree to package.
     """
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / "pyproject.toml").is_file() or not (root / ADDON_DIR / MANIFEST).is_file():
         raise AddonBuildError(
             f"{root}: not a RigStyle source checkout (no pyproject.toml and {ADDON_DIR}/{MANIFEST}); "

@@ -16,6 +16,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from ..protocol.messages import LIST_SHOTS, MESSAGES
 from ..protocol.passes import FramePasses, ParamsRequest, RefinedFrame
 from ..protocol.saved_state import SavedShotState
 from ..protocol.shm import Segment, SegmentInfo, host_id, layout, pack
@@ -31,10 +32,10 @@ from ..protocol.wire import (
     HEALTH,
     HELLO,
     PROGRESS,
-    PROTOCOL_VERSION,
     READY,
     REFINE_SHOT,
     RELEASE_SHM,
+    SUPPORTED_VERSIONS,
     Limits,
     Message,
     ProtocolError,
@@ -171,7 +172,7 @@ class Client:
 
     def hello(self, timeout: float | None = None) -> dict[str, Any]:
         """Negotiate version and capabilities (and shared memory); returns the server's hello fields."""
-        fields: dict[str, Any] = {"versions": [PROTOCOL_VERSION], "client": "rigstyle-python"}
+        fields: dict[str, Any] = {"versions": list(SUPPORTED_VERSIONS), "client": "rigstyle-python"}
         if self.use_shm:
             fields.update(capabilities=["shm"], host=host_id(), shm_bytes=self.shm_bytes)
         reply = self.request(Message(HELLO, fields=fields), timeout=timeout)
@@ -349,6 +350,10 @@ class Client:
         """Tell the backend a shot is finished so it can drop the shot's temporal state."""
         self.request(Message(END_SHOT, fields={"shot": shot}), timeout=timeout)
 
+    def list_shots(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """This connection's shots on the backend: ``{shot, held_frames, state}`` each (protocol 3)."""
+        return list(self.request(Message(LIST_SHOTS), timeout=timeout).fields.get("shots", []))
+
     def request_arrays(
         self, specs: dict[str, tuple[tuple[int, ...], Any]], timeout: float | None = None
     ) -> dict[str, np.ndarray]:
@@ -383,11 +388,17 @@ class Client:
         timeout = self.timeout if timeout is None else timeout
         if on_progress is not None:
             message = message.replace(progress=True)
+        expected = MESSAGES[message.type].reply if message.type in MESSAGES else None
         for attempt in range(2):
             request_id = self.send(message, timeout)
             tick = None if cancelled is None else self._canceller(request_id, cancelled)
             try:
-                return self.wait(request_id, timeout, on_progress, tick, on_result)
+                reply = self.wait(request_id, timeout, on_progress, tick, on_result)
+                if expected is not None and reply.type != expected:
+                    raise BackendError(
+                        "bad_reply", f"{message.type} was answered with {reply.type!r}, not {expected!r}"
+                    )
+                return reply
             except BackendError as exc:
                 if exc.code != ERR_SHM_UNAVAILABLE or attempt:
                     raise

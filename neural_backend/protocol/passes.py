@@ -41,7 +41,7 @@ def check_array(
 ) -> np.ndarray:
     """Return ``value`` as an array of ``dtype`` whose shape matches ``shape`` (None = any size).
 
-    Floats must be finite (``allow_inf``: +-inf is allowed, NaN never is).
+    Floats must be finite (``allow_inf``: +inf is allowed; NaN and -inf never are).
 
     Raises:
         PassError: naming ``name``, the expected shape and what arrived.
@@ -62,11 +62,43 @@ def check_array(
 
 
 def _finite(array: np.ndarray, allow_inf: bool) -> bool:
-    """No NaN (and no inf unless allowed). min/max propagate NaN and need no temporary array."""
+    """No NaN (and no inf, unless +inf is allowed). min/max propagate NaN and need no temporary array."""
     low, high = array.min(), array.max()
     if allow_inf:
-        return not (np.isnan(low) or np.isnan(high))
+        return not (np.isnan(low) or np.isnan(high)) and low != -np.inf
     return bool(np.isfinite(low) and np.isfinite(high))
+
+
+# Integer dtypes a colour pass may travel in, with the value that means 1.0 (docs/protocol.md, dtype rules).
+COLOUR_SCALES = {"uint8": 255.0, "uint16": 65535.0}
+COLOUR_PASSES = ("beauty", "albedo")
+FRAME_RANGE = (-(1 << 31), 1 << 31)  # frame numbers are 32-bit signed integers
+
+
+def check_colour(name: str, value: Any, shape: list[int | None]) -> np.ndarray:
+    """A colour pass as float32; ``uint8`` / ``uint16`` are normalised integers (255 / 65535 mean 1.0).
+
+    Raises:
+        PassError: another integer dtype, or what :func:`check_array` refuses.
+    """
+    dtype = np.asarray(value).dtype if value is not None else None
+    if dtype is not None and dtype.kind in "biu" and dtype.name not in COLOUR_SCALES:
+        raise PassError(
+            f"{name}: integer colour must be uint8 or uint16 (normalised: 255 or 65535 is 1.0), got {dtype}"
+        )
+    array = check_array(name, value, shape, "float32")
+    if dtype is not None and dtype.name in COLOUR_SCALES:
+        array = array * np.float32(1.0 / COLOUR_SCALES[dtype.name])
+    return array
+
+
+def check_frame(value: Any, name: str = "frame") -> int:
+    """A frame number: an integer in [-2**31, 2**31)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise PassError(f"{name}: expected an integer, got {type(value).__name__}")
+    if not FRAME_RANGE[0] <= int(value) < FRAME_RANGE[1]:
+        raise PassError(f"{name}: {value} is outside the 32-bit range [-2**31, 2**31)")
+    return int(value)
 
 
 def check_params(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -109,13 +141,11 @@ class FramePasses:
     def __post_init__(self) -> None:
         if not isinstance(self.shot, str) or not self.shot:
             raise PassError("shot: expected a non-empty string id")
-        if isinstance(self.frame, bool) or not isinstance(self.frame, int | np.integer):
-            raise PassError(f"frame: expected an integer, got {type(self.frame).__name__}")
-        beauty = check_array("beauty", self.beauty, [None, None, 3], "float32")
+        object.__setattr__(self, "frame", check_frame(self.frame))
+        beauty = check_colour("beauty", self.beauty, [None, None, 3])
         height, width = beauty.shape[:2]
         if height < 8 or width < 8:
             raise PassError(f"beauty: frames must be at least 8x8 pixels, got {width}x{height}")
-        object.__setattr__(self, "frame", int(self.frame))
         object.__setattr__(self, "beauty", beauty)
         object.__setattr__(self, "region", check_array("region", self.region, [height, width], "uint8"))
         landmarks = check_array("landmarks2d", self.landmarks2d, [None, 2], "float32")
@@ -129,7 +159,10 @@ class FramePasses:
                 raise PassError(f"extra: unknown pass {name!r}; known: {sorted(EXTRA_PASSES)}")
             channels = EXTRA_PASSES[name]
             expected: list[int | None] = [height, width, channels] if channels else [height, width]
-            extra[name] = check_array(name, value, expected, "float32", allow_inf=name == "depth")
+            if name in COLOUR_PASSES:
+                extra[name] = check_colour(name, value, expected)
+            else:
+                extra[name] = check_array(name, value, expected, "float32", allow_inf=name == "depth")
         object.__setattr__(self, "extra", extra)
 
     @property
@@ -264,7 +297,8 @@ class ParamsRequest:
             raise PassError("shot: expected a non-empty string id")
         if not isinstance(self.rig, str) or not self.rig:
             raise PassError("rig: expected the name of a rig the backend was started with")
-        for name in ("frame", "height", "width"):
+        object.__setattr__(self, "frame", check_frame(self.frame))
+        for name in ("height", "width"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
                 raise PassError(f"{name}: expected an integer, got {type(value).__name__}")

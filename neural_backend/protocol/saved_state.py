@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .passes import PassError, check_array
+from .passes import PassError, check_array, check_frame
 from .wire import Message
 
 SET_SHOT_STATE = "set_shot_state"
@@ -53,11 +53,9 @@ class SavedShotState:
     def __post_init__(self) -> None:
         if not isinstance(self.shot, str) or not self.shot:
             raise PassError("shot: expected a non-empty string id")
-        if isinstance(self.frame, bool) or not isinstance(self.frame, int | np.integer):
-            raise PassError(f"frame: expected an integer, got {type(self.frame).__name__}")
+        object.__setattr__(self, "frame", check_frame(self.frame))
         if not isinstance(self.generator, str) or not self.generator:
             raise PassError("generator: expected the name of the generator that made the state")
-        object.__setattr__(self, "frame", int(self.frame))
         for name, (shape, dtype) in STATE_TENSORS.items():
             object.__setattr__(self, name, check_array(name, getattr(self, name), shape, dtype))
         height, width = self.region.shape

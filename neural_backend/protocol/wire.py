@@ -18,8 +18,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)  # version 1 (the walking skeleton) = version 2 without its options
+PROTOCOL_VERSION = 3
+SUPPORTED_VERSIONS = (1, 2, 3)  # older clients keep working; docs/protocol.md section 3 says what changed
 MAGIC = "rigstyle"
 SHM_ALIGN = 64  # tensor offsets inside a shared-memory area are multiples of this
 
@@ -197,15 +197,19 @@ def decode(
     """
     if not frames:
         raise ProtocolError(ERR_BAD_MESSAGE, "empty message: expected a header frame")
-    if len(frames) > limits.max_frames:
-        raise ProtocolError(ERR_TOO_LARGE, f"{len(frames)} frames exceed the limit of {limits.max_frames}")
     views = [_buffer(frame) for frame in frames]
     if len(views[0]) > limits.max_header_bytes:
         raise ProtocolError(
-            ERR_TOO_LARGE, f"header of {len(views[0])} bytes exceeds {limits.max_header_bytes}"
+            ERR_TOO_LARGE,
+            f"header of {len(views[0])} bytes exceeds {limits.max_header_bytes}",
+            _peek_id(views[0], limits),
         )
     header = _unpack_header(bytes(views[0]), limits)
     try:
+        if len(frames) > limits.max_frames:
+            raise ProtocolError(
+                ERR_TOO_LARGE, f"{len(frames)} frames exceed the limit of {limits.max_frames}"
+            )
         if token is not None and not hmac.compare_digest(
             str(header.get("auth", "")).encode(), token.encode()
         ):
@@ -226,6 +230,18 @@ def decode(
         tensors=tensors,
         **{key: header[key] for key in _OPTION_TYPES if header.get(key) is not None},
     )
+
+
+def _peek_id(raw: memoryview, limits: Limits) -> int:
+    """The ``id`` of an oversized header, when it is small enough to read safely (else 0)."""
+    if len(raw) > 16 * limits.max_header_bytes:
+        return 0
+    try:
+        header = msgpack.unpackb(bytes(raw), raw=False, strict_map_key=True)
+    except Exception:  # msgpack raises several unrelated types on garbage
+        return 0
+    request_id = header.get("id") if isinstance(header, dict) else None
+    return request_id if _is_int(request_id) and 0 <= request_id < 1 << 63 else 0
 
 
 def _buffer(frame: Any) -> memoryview:
@@ -328,13 +344,11 @@ def _check_spec(spec: Any, limits: Limits) -> tuple[str, np.dtype, tuple[int, ..
         raise ProtocolError(
             ERR_BAD_MESSAGE, f"tensor {name!r}: dtype {dtype_name!r} is not one of {sorted(WIRE_DTYPES)}"
         )
-    if (
-        not isinstance(shape, list)
-        or len(shape) > limits.max_ndim
-        or not all(_is_int(d) and 0 <= d < 1 << 31 for d in shape)
-    ):
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise ProtocolError(ERR_BAD_MESSAGE, f"tensor {name!r}: shape must be a list of sizes ≥ 0")
+    if len(shape) > limits.max_ndim or any(d >= 1 << 31 for d in shape):
         raise ProtocolError(
-            ERR_BAD_MESSAGE, f"tensor {name!r}: shape must be a list of at most {limits.max_ndim} sizes ≥ 0"
+            ERR_TOO_LARGE, f"tensor {name!r}: shape {shape} exceeds {limits.max_ndim} dimensions < 2**31"
         )
     offset = spec.get("offset")
     if offset is not None and (not _is_int(offset) or offset < 0):

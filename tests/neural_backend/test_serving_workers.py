@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import pytest
-
 from serving_helpers import small_passes
 
 from neural_backend.client.blocking import BackendError, Client
