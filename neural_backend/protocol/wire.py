@@ -241,7 +241,9 @@ def _peek_id(raw: memoryview, limits: Limits) -> int:
     except Exception:  # msgpack raises several unrelated types on garbage
         return 0
     request_id = header.get("id") if isinstance(header, dict) else None
-    return request_id if _is_int(request_id) and 0 <= request_id < 1 << 63 else 0
+    if isinstance(request_id, int) and not isinstance(request_id, bool) and 0 <= request_id < 1 << 63:
+        return request_id
+    return 0
 
 
 def _buffer(frame: Any) -> memoryview:
