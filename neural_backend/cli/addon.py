@@ -29,6 +29,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import click
+
+from .options import UserError
+
 # Blender platform name → the pip ``--platform`` tag asked for. pip also accepts every older tag of the
 # same family (manylinux_2_28 takes manylinux2014 wheels; macosx_11_0 takes 10.x and universal2 wheels).
 # glibc 2.28 and macOS 11 are the oldest systems Blender 4.2+ runs on.
@@ -221,3 +225,52 @@ def _toml_value(value: object) -> str:
             return "[" + ", ".join(map(_toml_value, value)) + "]"
         return "[\n" + "".join(f"    {_toml_value(item)},\n" for item in value) + "]"
     raise AddonBuildError(f"manifest value {value!r}: only strings and lists of strings are supported")
+
+
+@click.group()
+def addon() -> None:
+    """Package the Blender extension (add-on plus bundled wheels) for Blender 4.2+."""
+
+
+@addon.command("build")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (created if its parent exists); the zip is OUT/rigstyle-<version>.zip.",
+)
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    default=("linux-x64",),
+    show_default=True,
+    type=click.Choice(
+        ["linux-x64", "linux-arm64", "windows-x64", "windows-arm64", "macos-arm64", "macos-x64"]
+    ),
+    help="Blender platform whose pyzmq/msgpack wheels to bundle; repeat for several. The zip installs only "
+    "on the platforms it names.",
+)
+def addon_build(out: Path, platforms: tuple[str, ...]) -> None:
+    """Build the installable extension zip with the wheels it needs (pyzmq, msgpack, RigStyle's own).
+
+    Blender installs the bundled wheels itself, so the add-on never pip-installs at run time and never
+    needs torch. Wheels are fetched with pip (pyzmq and msgpack at the versions installed here, CPython
+    3.11 builds) and the project's own wheel is built from this source checkout.
+
+    \b
+    Examples:
+      rigstyle addon build --out dist/
+      rigstyle addon build --out dist/ --platform linux-x64 --platform windows-x64 --platform macos-arm64
+    Install: Blender > Edit > Preferences > Get Extensions > Install from Disk, or
+      blender --command extension install-file -r user_default -e dist/rigstyle-0.1.0.zip
+    """
+
+    try:
+        built = build_extension(out, platforms)
+    except (AddonBuildError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    size_mib = built.zip_path.stat().st_size / 2**20
+    click.echo(f"wrote {built.zip_path} ({size_mib:.1f} MiB, platforms: {', '.join(built.platforms)})")
+    for name in built.wheels:
+        click.echo(f"  wheels/{name}")

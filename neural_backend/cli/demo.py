@@ -18,16 +18,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
+
 from ..checkpoints.names import BUILTIN_NAMES
 from ..client.blocking import BackendError, wait_until_healthy
 from ..farm.contact_sheet import write_contact_sheet
 from ..farm.shot_folder import file_sha256
 from ..protocol.passes import RESULT_METRICS
 from ..serving.ports import free_port, port_is_free
+from .options import (
+    USER_ERROR_EXIT,
+    UserError,
+    alignment_option,
+    checkpoint_option,
+    gan_resolution_option,
+)
 
 HOST = "127.0.0.1"
 BACKEND_START_TIMEOUT = 180.0  # seconds: importing torch and building the generator on a busy machine
-USER_ERROR_EXIT = 2
 
 
 class DemoError(Exception):
@@ -242,3 +250,58 @@ def _report(
 
 def _frame_key(item: tuple[str, Any]) -> int:
     return int(item[0])
+
+
+@click.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--frames", default=16, show_default=True, type=click.IntRange(min=1), help="Frames to render.")
+@click.option(
+    "--resolution", default=256, show_default=True, type=click.IntRange(64, 4096), help="Frame size."
+)
+@click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1), help="Cycles samples.")
+@checkpoint_option
+@gan_resolution_option
+@alignment_option
+@click.option("--shot-steps", type=click.IntRange(min=1), help="Joint inversion steps for the shot.")
+@click.option("--pti", is_flag=True, help="Pivotal tuning of the generator for the shot after the inversion.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Backend port (default: a free one).")
+def demo(
+    out: Path,
+    frames: int,
+    resolution: int,
+    samples: int,
+    checkpoint: str,
+    gan_resolution: int,
+    alignment: Any,
+    shot_steps: int | None,
+    pti: bool,
+    port: int | None,
+) -> None:
+    """Render the demo head's shot in headless Blender, refine it on a local backend, composite it.
+
+    Writes DIR/passes/, DIR/refined/, DIR/composite/, DIR/scene.blend, DIR/contact_sheet.png and
+    DIR/report.json. Starts and stops the backend process itself.
+
+    \b
+    Example:
+      rigstyle demo --out demo_out --frames 8
+    """
+
+    config = DemoConfig(
+        out=out,
+        frames=frames,
+        resolution=resolution,
+        samples=samples,
+        checkpoint=checkpoint,
+        gan_resolution=gan_resolution,
+        alignment=alignment.to_json() if alignment is not None else None,
+        shot_steps=shot_steps,
+        pti=pti,
+        port=port,
+    )
+    try:
+        run_demo(config, echo=click.echo)
+    except DemoError as exc:
+        raise UserError(str(exc)) from None
+    except DemoFailed as exc:
+        raise click.ClickException(str(exc)) from None

@@ -13,8 +13,7 @@ import click
 
 from ..farm.progress import FORMATS, Progress, _clock_text
 from ..train.config import TEACHER_KINDS
-
-USER_ERROR_EXIT = 2
+from .options import UserError
 
 # Architecture of a fresh generator (per source); `--init` takes the checkpoint's own instead.
 DEFAULT_ARCHITECTURE = {"w_dim": 256, "mapping_layers": 4, "channel_base": 4096, "channel_max": 128}
@@ -42,12 +41,6 @@ SOURCE_DEFAULTS: dict[str, dict[str, Any]] = {
         "mapping_lr_boost": 1.0,
     },
 }
-
-
-class TrainUsageError(click.ClickException):
-    """A mistake the user can fix (exit code 2, like every ``rigstyle`` user error)."""
-
-    exit_code = USER_ERROR_EXIT
 
 
 class TrainProgress(Progress):
@@ -251,7 +244,7 @@ def train_command(ctx: click.Context, **options: Any) -> None:
             out_dir = snapshot.path.parent
             data = _data(config, device)
             if isinstance(data, TeacherData) and data.z_dim != config.generator.get("z_dim"):
-                raise TrainUsageError(
+                raise UserError(
                     f"{config.teacher}: its z has {data.z_dim} values, the run's generator takes "
                     f"{config.generator.get('z_dim')}; resume with the run's own teacher"
                 )
@@ -260,18 +253,18 @@ def train_command(ctx: click.Context, **options: Any) -> None:
         else:
             out_dir = options["out"]
             if out_dir is None:
-                raise TrainUsageError("--out is required (or --resume to continue a run)")
+                raise UserError("--out is required (or --resume to continue a run)")
             if list_snapshots(out_dir):
-                raise TrainUsageError(
+                raise UserError(
                     f"{out_dir}: already holds a training run; use --resume {out_dir} to continue it"
                 )
             config = _new_config(options)
             trainer = Trainer(config, _data(config, device), out_dir, device)
             out_dir.mkdir(parents=True, exist_ok=True)
     except (TeacherError, DataError, SnapshotError, CheckpointError, DeviceError) as error:
-        raise TrainUsageError(str(error)) from None
+        raise UserError(str(error)) from None
     except OSError as error:
-        raise TrainUsageError(f"{error.filename or ''}: {error.strerror or error}") from None
+        raise UserError(f"{error.filename or ''}: {error.strerror or error}") from None
 
     progress = TrainProgress(options["progress_format"], config.steps)
     progress.note(
@@ -292,7 +285,7 @@ def _new_config(options: dict[str, Any]) -> Any:
 
     teacher, data = options["teacher"], options["data"]
     if (teacher is None) == (data is None):
-        raise TrainUsageError("give exactly one source: --teacher FILE or --data FOLDER")
+        raise UserError("give exactly one source: --teacher FILE or --data FOLDER")
     source = "teacher" if teacher is not None else "folder"
     defaults = SOURCE_DEFAULTS[source]
     resolution = options["resolution"]
@@ -306,7 +299,7 @@ def _new_config(options: dict[str, Any]) -> Any:
         init = read_checkpoint(options["init"])
         init_g, init_d, alignment = init.generator, init.discriminator, init.alignment
         if resolution is not None and resolution != init_g.img_resolution:
-            raise TrainUsageError(
+            raise UserError(
                 f"--resolution {resolution}: --init {options['init']} makes {init_g.img_resolution}px images"
             )
         resolution = init_g.img_resolution
@@ -314,9 +307,9 @@ def _new_config(options: dict[str, Any]) -> Any:
         loaded = load_teacher(options["teacher_kind"], teacher)
         if resolution is not None and resolution != loaded.resolution:
             what = f"--init {options['init']}" if init_g is not None else f"--resolution {resolution}"
-            raise TrainUsageError(f"{what}: the {loaded.kind} teacher makes {loaded.resolution}px images")
+            raise UserError(f"{what}: the {loaded.kind} teacher makes {loaded.resolution}px images")
         if init_g is not None and init_g.z_dim != loaded.z_dim:
-            raise TrainUsageError(
+            raise UserError(
                 f"--init {options['init']}: z_dim {init_g.z_dim}, the teacher's z has {loaded.z_dim} values"
             )
         resolution, z_dim = loaded.resolution, loaded.z_dim
@@ -386,15 +379,15 @@ def _resumed_config(config_json: str, done: int, options: dict[str, Any]) -> Any
     try:
         config = TrainConfig.from_json(config_json)
     except (ValueError, TypeError) as error:
-        raise TrainUsageError(f"snapshot config: {error}") from None
+        raise UserError(f"snapshot config: {error}") from None
     steps = options["steps"]
     if steps is not None and steps <= done:
-        raise TrainUsageError(f"--steps {steps}: the snapshot is already at step {done}; give a larger total")
+        raise UserError(f"--steps {steps}: the snapshot is already at step {done}; give a larger total")
     moved: dict[str, Any] = {}
     for key in ("teacher", "data"):
         if options[key] is not None:
             if getattr(config, key) is None:
-                raise TrainUsageError(f"--{key}: this run trains from {config.source}, not from a {key}")
+                raise UserError(f"--{key}: this run trains from {config.source}, not from a {key}")
             moved[key] = _absolute(options[key])
     return dataclasses.replace(config, **moved, **({"steps": steps} if steps is not None else {}))
 
@@ -424,7 +417,7 @@ def _refuse_settings_on_resume(ctx: click.Context) -> None:
     ]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise TrainUsageError(
+        raise UserError(
             f"{flags}: a resumed run keeps the settings in its snapshot (only --steps, --teacher, --data, "
             "--device, --threads and --progress apply); start a new run with --init for other settings"
         )

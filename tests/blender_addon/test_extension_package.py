@@ -26,7 +26,7 @@ from PIL import Image
 from serving_helpers import BackendProcess
 
 from neural_backend.cli.addon import PLATFORM_TAGS
-from neural_backend.cli.main import addon_build
+from neural_backend.cli.addon import addon_build
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
