@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from neural_backend.client.blocking import BackendError
+from neural_backend.client.results import BackendError
 from neural_backend.protocol.wire import (
     ERR_BAD_FIELD,
     ERR_BUSY,

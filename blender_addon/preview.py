@@ -19,8 +19,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from neural_backend.client.blocking import BackendTimeout
 from neural_backend.client.preview import PreviewClient, PreviewResult
+from neural_backend.client.results import BackendTimeout
 from neural_backend.protocol.passes import RefinedFrame
 
 from .connection import BackendSettings

@@ -30,8 +30,8 @@ from typing import Any
 
 import bpy
 
-from neural_backend.client.blocking import BackendError
 from neural_backend.client.pool import BackendPool, NoBackend
+from neural_backend.client.results import BackendError
 from neural_backend.farm.progress import Progress
 from neural_backend.farm.refine_stage import DEFAULT_SEGMENT, RefineSettings, RefineStageError, refine_folder
 from neural_backend.farm.shot_folder import ShotFolder, ShotFolderError

@@ -21,7 +21,8 @@ from typing import Any
 import click
 
 from ..checkpoints.names import BUILTIN_NAMES
-from ..client.blocking import BackendError, wait_until_healthy
+from ..client.blocking import wait_until_healthy
+from ..client.results import BackendError
 from ..farm.contact_sheet import write_contact_sheet
 from ..farm.shot_folder import file_sha256
 from ..protocol.passes import RESULT_METRICS

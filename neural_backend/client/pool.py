@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .blocking import BackendError, Client
+from .blocking import Client
+from .results import BackendError
 
 HEALTH_TIMEOUT = 5.0  # seconds a health check may take before the backend counts as down
 RETRY_AFTER = 30.0  # seconds a failed backend is skipped before it is checked again

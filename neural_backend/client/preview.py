@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from ..protocol.passes import FramePasses, RefinedFrame
 from ..protocol.wire import ERR_CANCELLED
-from .blocking import DEFAULT_ADDRESS, BackendError, Client, with_mode
+from .blocking import DEFAULT_ADDRESS, Client, with_mode
+from .results import BackendError
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..client.blocking import BackendError, ProgressEvent
 from ..client.pool import BackendPool, NoBackend
+from ..client.results import BackendError, ProgressEvent
 from ..images.color import srgb_from_linear
 from ..images.png import write_png
 from ..protocol.passes import RefinedFrame

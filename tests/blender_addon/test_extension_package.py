@@ -25,8 +25,7 @@ from cli_helpers import run_rigstyle
 from PIL import Image
 from serving_helpers import BackendProcess
 
-from neural_backend.cli.addon import PLATFORM_TAGS
-from neural_backend.cli.addon import addon_build
+from neural_backend.cli.addon import PLATFORM_TAGS, addon_build
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 

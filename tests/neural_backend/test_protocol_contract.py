@@ -15,7 +15,8 @@ import zmq
 from serving_helpers import running_server, small_passes
 from synthetic import face_landmarks
 
-from neural_backend.client.blocking import BackendError, Client
+from neural_backend.client.blocking import Client
+from neural_backend.client.results import BackendError
 from neural_backend.protocol.messages import LIST_SHOTS, MESSAGES
 from neural_backend.protocol.saved_state import SavedShotState
 from neural_backend.protocol.wire import (

@@ -20,15 +20,9 @@ from temporal_compare import compare
 from neural_backend.checkpoints.io import load_generator
 from neural_backend.protocol.passes import RefinedFrame
 from neural_backend.refine.alignment import feather
+from neural_backend.refine.composite import BlendConfig
 from neural_backend.refine.encoder import EncoderError, load_encoder, save_encoder, train_encoder
-from neural_backend.refine.refiner import (
-    BlendConfig,
-    RefineConfig,
-    RefineError,
-    Refiner,
-    ShotState,
-    check_face,
-)
+from neural_backend.refine.refiner import RefineConfig, RefineError, Refiner, ShotState, check_face
 from neural_backend.stylegan2.builtin import builtin_generator
 
 SIZE = 96  # frame size of the synthetic shots here

@@ -14,7 +14,8 @@ import zmq
 from serving_helpers import UNTRAINED, backend_process
 from synthetic import synthetic_face
 
-from neural_backend.client.blocking import BackendError, Client
+from neural_backend.client.blocking import Client
+from neural_backend.client.results import BackendError
 from neural_backend.protocol.passes import FramePasses
 from neural_backend.protocol.wire import Message, decode, encode
 

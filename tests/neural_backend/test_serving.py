@@ -15,8 +15,9 @@ import pytest
 import zmq
 from serving_helpers import running_server, small_passes
 
-from neural_backend.client.blocking import BackendError, BackendUnavailable, Client
+from neural_backend.client.blocking import Client
 from neural_backend.client.preview import PreviewClient
+from neural_backend.client.results import BackendError, BackendUnavailable
 from neural_backend.protocol.shm import SHM_DIR
 from neural_backend.protocol.wire import Message, decode, encode
 from neural_backend.serving.ports import BindError, check_endpoint

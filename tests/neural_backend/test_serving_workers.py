@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from serving_helpers import small_passes
 
-from neural_backend.client.blocking import BackendError, Client
+from neural_backend.client.blocking import Client
+from neural_backend.client.results import BackendError
 from neural_backend.protocol.messages import FrameWork
 from neural_backend.protocol.passes import RefinedFrame
 from neural_backend.serving.core import RequestCore

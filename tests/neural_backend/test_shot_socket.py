@@ -12,7 +12,8 @@ import pytest
 from serving_helpers import UNTRAINED, backend_process, running_server, small_passes
 from synthetic import synthetic_shot
 
-from neural_backend.client.blocking import BackendError, Client, ProgressEvent
+from neural_backend.client.blocking import Client
+from neural_backend.client.results import BackendError, ProgressEvent
 from neural_backend.protocol.passes import RefinedFrame
 from neural_backend.protocol.wire import Message
 

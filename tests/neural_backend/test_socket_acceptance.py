@@ -20,7 +20,8 @@ from malformed import fuzz_server
 from serving_helpers import UNTRAINED, small_passes
 from synthetic import synthetic_face
 
-from neural_backend.client.blocking import Client, ShotInterrupted, wait_until_healthy
+from neural_backend.client.blocking import Client, wait_until_healthy
+from neural_backend.client.results import ShotInterrupted
 from neural_backend.protocol.wire import decode, encode
 from neural_backend.serving.ports import free_port
 
