@@ -24,8 +24,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 from nvlabs_files import write_nvlabs_pkl  # noqa: E402
 
 import neural_backend  # noqa: E402
-from neural_backend.checkpoint import save_checkpoint  # noqa: E402
-from neural_backend.rosinality import save_rosinality  # noqa: E402
+from neural_backend.checkpoints.io import save_checkpoint  # noqa: E402
+from neural_backend.checkpoints.rosinality import save_rosinality  # noqa: E402
 from neural_backend.stylegan2 import Discriminator, Generator  # noqa: E402
 
 TARGET_SECONDS = 3.0

@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from neural_backend.passes import FramePasses
-from neural_backend.protocol import decode, encode
+from neural_backend.protocol.passes import FramePasses
+from neural_backend.protocol.wire import decode, encode
 
 
 def best_of(function, repeats: int) -> float:  # type: ignore[no-untyped-def]

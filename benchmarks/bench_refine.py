@@ -18,8 +18,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from synthetic import synthetic_face  # noqa: E402
 
-from neural_backend.builtin_generator import builtin_generator  # noqa: E402
-from neural_backend.refine import Refiner, ShotState  # noqa: E402
+from neural_backend.refine.refiner import Refiner, ShotState  # noqa: E402
+from neural_backend.stylegan2.builtin import builtin_generator  # noqa: E402
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ from collections.abc import Callable
 import numpy as np
 import zmq
 
-from neural_backend.client import Client, wait_until_healthy
-from neural_backend.passes import FramePasses
-from neural_backend.ports import free_port
+from neural_backend.client.blocking import Client, wait_until_healthy
+from neural_backend.protocol.passes import FramePasses
+from neural_backend.serving.ports import free_port
 
 RAW_ECHO = """
 import sys, zmq

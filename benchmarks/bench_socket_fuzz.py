@@ -20,8 +20,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from malformed import fuzz_server  # noqa: E402
 
-from neural_backend.client import Client, wait_until_healthy  # noqa: E402
-from neural_backend.ports import free_port  # noqa: E402
+from neural_backend.client.blocking import Client, wait_until_healthy  # noqa: E402
+from neural_backend.serving.ports import free_port  # noqa: E402
 
 
 def main() -> int:

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
-from neural_backend.alignment import FFHQ, Alignment  # noqa: E402
-from neural_backend.calibrate import alignment_error, calibrate, demo_frames  # noqa: E402
-from neural_backend.checkpoint import read_checkpoint  # noqa: E402
+from neural_backend.checkpoints.io import read_checkpoint  # noqa: E402
+from neural_backend.refine.calibrate import alignment_error, calibrate, demo_frames  # noqa: E402
+from neural_backend.refine.framing import FFHQ, Alignment  # noqa: E402
 from neural_backend.stylegan2 import Generator, SynthesisNetwork  # noqa: E402
 
 

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
-from neural_backend.checkpoint import UNTRAINED_NAME, read_checkpoint  # noqa: E402
-from neural_backend.png import write_png  # noqa: E402
+from neural_backend.checkpoints.io import read_checkpoint  # noqa: E402
+from neural_backend.checkpoints.names import UNTRAINED_NAME  # noqa: E402
+from neural_backend.images.png import write_png  # noqa: E402
 from neural_backend.train.loop import HELD_OUT_SEED, tile_images  # noqa: E402
 from neural_backend.train.metrics import paired_psnr, sliced_wasserstein  # noqa: E402
 from neural_backend.train.teacher import load_teacher  # noqa: E402

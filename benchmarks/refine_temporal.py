@@ -35,8 +35,9 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 from synthetic import synthetic_shot  # noqa: E402
 from temporal_compare import compare  # noqa: E402
 
-from neural_backend.alignment import Alignment  # noqa: E402
-from neural_backend.checkpoint import UNTRAINED_NAME, read_checkpoint  # noqa: E402
+from neural_backend.checkpoints.io import read_checkpoint  # noqa: E402
+from neural_backend.checkpoints.names import UNTRAINED_NAME  # noqa: E402
+from neural_backend.refine.framing import Alignment  # noqa: E402
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from neural_backend.client import BackendError
-from neural_backend.protocol import (
+from neural_backend.client.results import BackendError
+from neural_backend.protocol.wire import (
     ERR_BAD_FIELD,
     ERR_BUSY,
     ERR_CANCELLED,

@@ -17,7 +17,8 @@ from typing import Any
 
 import bpy
 
-from neural_backend.client import DEFAULT_ADDRESS, BackendError, Client
+from neural_backend.client.blocking import DEFAULT_ADDRESS, Client
+from neural_backend.client.results import BackendError
 
 DEFAULT_COMMAND = "rigstyle serve --address {address}"
 HEALTH_TIMEOUT = 3.0  # seconds a health check waits

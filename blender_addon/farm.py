@@ -21,10 +21,10 @@ from pathlib import Path
 
 import bpy
 
-from neural_backend.backend_pool import BackendPool, NoBackend
-from neural_backend.progress import FORMATS, Progress
-from neural_backend.shot_folder import ShotFolder, ShotFolderError, file_sha256, parse_frames
-from neural_backend.shot_refine import DEFAULT_SEGMENT, RefineSettings, RefineStageError, refine_folder
+from neural_backend.client.pool import BackendPool, NoBackend
+from neural_backend.farm.progress import FORMATS, Progress
+from neural_backend.farm.refine_stage import DEFAULT_SEGMENT, RefineSettings, RefineStageError, refine_folder
+from neural_backend.farm.shot_folder import ShotFolder, ShotFolderError, file_sha256, parse_frames
 
 from .backend_errors import ShotError
 from .connection import BackendSettings, backend_settings

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import bpy
 
-from neural_backend.client import BackendError
+from neural_backend.client.results import BackendError
 
 from . import preview
 from .backend_errors import ShotError, explain

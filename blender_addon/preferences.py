@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from neural_backend.client import DEFAULT_ADDRESS
+from neural_backend.client.blocking import DEFAULT_ADDRESS
 
 from .connection import (
     DEFAULT_COMMAND,

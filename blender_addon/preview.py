@@ -1,7 +1,7 @@
 """Live preview: refine the current frame in the backend's fast preview mode and show it in an Image Editor.
 
 The passes render on the main thread (Blender's renderer lives there); the backend round trip runs on the
-worker thread of a :class:`neural_backend.client_async.PreviewClient`, where the newest request wins (an
+worker thread of a :class:`neural_backend.client.preview.PreviewClient`, where the newest request wins (an
 older unsent one is dropped, an older one in flight is cancelled). Results are taken on the main thread:
 
 - in the GUI, by :func:`tick`, which a ``bpy.app.timers`` timer runs while a preview is pending or auto
@@ -19,9 +19,9 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from neural_backend.client import BackendTimeout
-from neural_backend.client_async import PreviewClient, PreviewResult
-from neural_backend.passes import RefinedFrame
+from neural_backend.client.preview import PreviewClient, PreviewResult
+from neural_backend.client.results import BackendTimeout
+from neural_backend.protocol.passes import RefinedFrame
 
 from .connection import BackendSettings
 from .names import PREVIEW_IMAGE

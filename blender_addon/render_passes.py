@@ -1,4 +1,4 @@
-"""Render one frame's passes headless and collect them as :class:`neural_backend.passes.FramePasses`.
+"""Render one frame's passes headless and collect them as :class:`neural_backend.protocol.passes.FramePasses`.
 
 ``beauty`` is a render (Cycles or Eevee) written as float EXR (linear RGB). Every other pass is one more
 render with an emission material override whose colour is ``scale * value + offset`` (the offset keeps signed
@@ -32,8 +32,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from neural_backend.color import srgb_from_linear
-from neural_backend.passes import EXTRA_PASSES, FramePasses
+from neural_backend.images.color import srgb_from_linear
+from neural_backend.protocol.passes import EXTRA_PASSES, FramePasses
 from rigs.camera import project, transform
 from rigs.lbs import barycentric_points
 
@@ -106,8 +106,8 @@ def render_frame_passes(
     """Render ``frame`` and return its passes; writes EXR/PNG/NPZ copies into ``passes_dir``.
 
     Args:
-        passes: the optional passes (names in :data:`neural_backend.passes.EXTRA_PASSES`) to render, one
-            more render each; ``uv`` is left out when the mesh has no UV map.
+        passes: the optional passes (names in :data:`neural_backend.protocol.passes.EXTRA_PASSES`) to
+            render, one more render each; ``uv`` is left out when the mesh has no UV map.
 
     Raises:
         ValueError: ``passes`` names an unknown pass.

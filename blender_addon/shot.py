@@ -1,9 +1,9 @@
 """Render a rig shot through the backend: passes per frame → refinement → compositor → composite.
 
-One implementation for the GUI operator, headless jobs and farm runs. A :class:`ShotJob` runs the three
-stages of :mod:`blender_addon.stages` and :mod:`neural_backend.shot_refine` over the shot folder, in small
-steps on Blender's main thread (render one frame's passes, composite one frame); the refine stage, which
-waits on backends, runs on the job's worker thread.
+One implementation for the GUI operator, headless jobs and farm runs. A :class:`ShotJob` runs the three stages
+of :mod:`blender_addon.stages` and :mod:`neural_backend.farm.refine_stage` over the shot folder, in small
+steps on Blender's main thread (render one frame's passes, composite one frame); the refine stage, which waits
+on backends, runs on the job's worker thread.
 
 - The GUI's modal operator calls :meth:`ShotJob.step` from a timer, so Blender stays responsive between
   frames and Esc cancels (:meth:`ShotJob.cancel`).
@@ -30,12 +30,12 @@ from typing import Any
 
 import bpy
 
-from neural_backend.backend_pool import BackendPool, NoBackend
-from neural_backend.client import BackendError
-from neural_backend.passes import EXTRA_PASSES, shot_metrics
-from neural_backend.progress import Progress
-from neural_backend.shot_folder import ShotFolder, ShotFolderError
-from neural_backend.shot_refine import DEFAULT_SEGMENT, RefineSettings, RefineStageError, refine_folder
+from neural_backend.client.pool import BackendPool, NoBackend
+from neural_backend.client.results import BackendError
+from neural_backend.farm.progress import Progress
+from neural_backend.farm.refine_stage import DEFAULT_SEGMENT, RefineSettings, RefineStageError, refine_folder
+from neural_backend.farm.shot_folder import ShotFolder, ShotFolderError
+from neural_backend.protocol.passes import EXTRA_PASSES, shot_metrics
 
 from .backend_errors import CANCELLED_MESSAGE, ShotError, explain
 from .compositor import unwire
@@ -78,14 +78,14 @@ class ShotJob:
         scene, objects: the scene and the rig whose frames are rendered.
         settings: how to reach the backend (its timeout, token; its address unless ``backends``).
         frames: the frames, in order.
-        out_dir: the shot folder (see :mod:`neural_backend.shot_folder`).
+        out_dir: the shot folder (see :mod:`neural_backend.farm.shot_folder`).
         shot: the shot's name on the backend.
         report: receives one line per event (frame rendered, frame refined, failure ...).
         passes: the optional passes to render (all by default).
         overwrite: redo frames the shot folder lists as finished (the GUI's default: the scene in memory
             may have changed since).
         backends: backend addresses to spread over (failover); default ``settings.address``.
-        segment: frames per joint refinement (see :mod:`neural_backend.shot_refine`).
+        segment: frames per joint refinement (see :mod:`neural_backend.farm.refine_stage`).
         source_sha256: checksum of the scene file (farm runs: passes of another version count as stale).
         progress: where progress lines go (default: text lines to ``report``).
 

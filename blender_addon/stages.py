@@ -1,6 +1,6 @@
 """The Blender stages of a shot over its shot folder: passes per frame, composite per frame.
 
-The refine stage between them needs no Blender (``neural_backend.shot_refine``). Each stage skips the
+The refine stage between them needs no Blender (``neural_backend.farm.refine_stage``). Each stage skips the
 frames the shot folder's manifest says it finished (intact and made from the same inputs) unless told to
 overwrite, renders one frame per :meth:`render` call and records it once its files are written. The GUI's
 :class:`blender_addon.shot.ShotJob`, the ``rigstyle.farm`` operator and the ``rigstyle`` CLI's Blender
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import bpy
 
-from neural_backend.passes import EXTRA_PASSES
-from neural_backend.shot_folder import ShotFolder, ShotFolderError
+from neural_backend.farm.shot_folder import ShotFolder, ShotFolderError
+from neural_backend.protocol.passes import EXTRA_PASSES
 
 from .compositor import SequenceSource, wire_refined_sequence
 from .images import set_render_output

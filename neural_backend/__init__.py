@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .checkpoint import load_discriminator, load_generator
+    from .checkpoints.io import load_discriminator, load_generator
 
 __all__ = ["load_discriminator", "load_generator"]
 
@@ -26,7 +26,7 @@ __all__ = ["load_discriminator", "load_generator"]
 def __getattr__(name: str) -> Any:
     """Load the torch-based checkpoint API on first use, keeping ``import neural_backend`` torch-free."""
     if name in __all__:
-        from . import checkpoint
+        from .checkpoints import io
 
-        return getattr(checkpoint, name)
+        return getattr(io, name)
     raise AttributeError(f"module 'neural_backend' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """``python -m neural_backend`` is the ``rigstyle`` command."""
 
-from .cli import main
+from .cli.main import main
 
 main()

@@ -6,7 +6,7 @@ numpy only: no bpy, no torch.
 from __future__ import annotations
 
 from . import regions
-from .demo_head import demo_head
+from .demo.head import demo_head
 from .errors import RigError
 from .io import load, save
 from .landmarks import LandmarkEmbedding, load_landmark_embedding

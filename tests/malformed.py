@@ -16,7 +16,7 @@ import numpy as np
 import zmq
 from serving_helpers import small_passes
 
-from neural_backend.protocol import decode, encode
+from neural_backend.protocol.wire import decode, encode
 
 _GOOD = [bytes(f) for f in encode(small_passes(size=8).to_message(1))]
 _VOCAB: list[object] = [
@@ -131,7 +131,10 @@ def fuzz_server(
             while report.replies < report.sent:
                 if not socket.poll(int(max(0.0, started + timeout - time.monotonic()) * 1000)):
                     return report  # the caller sees the shortfall
-                reply = decode(socket.recv_multipart())
+                frames = socket.recv_multipart()
+                if len(frames) > 1 and not frames[0]:
+                    frames = frames[1:]  # the reply to a message that began with an empty (REQ) frame
+                reply = decode(frames)
                 if reply.type != "progress":
                     report.replies += 1
                     report.codes[str(reply.fields.get("code", reply.type))] += 1

@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 import numpy as np
+from synthetic import face_landmarks
 
-from neural_backend.protocol import WIRE_DTYPES, Message
+from neural_backend.protocol.wire import WIRE_DTYPES, Message
 
 SPEC = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
 
@@ -32,10 +33,14 @@ EXAMPLES = [json.loads(block) for block in re.findall(r"```json rigstyle\n(.*?)`
 
 
 def message_from_example(example: dict) -> Message:
-    """Build the message an example header describes, with zero tensors of the described layout."""
+    """Build the message an example header describes, with zero tensors of the described layout, except
+    ``landmarks2d``: a frontal face's iBUG-68 points in the frame (frames must show a face)."""
     tensors = {
         spec["name"]: np.zeros(spec["shape"], WIRE_DTYPES[spec["dtype"]])
         for spec in example.get("tensors", [])
     }
+    if tensors.get("landmarks2d", np.zeros(0)).shape == (68, 2):
+        height = tensors["beauty"].shape[0] if "beauty" in tensors else 256
+        tensors["landmarks2d"] = face_landmarks(height).astype(tensors["landmarks2d"].dtype)
     options = {key: example[key] for key in ("auth", "deadline_ms", "progress") if key in example}
     return Message(example["type"], example["id"], example.get("fields", {}), tensors, **options)

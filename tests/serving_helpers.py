@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from synthetic import face_landmarks
 
-from neural_backend.client import wait_until_healthy
-from neural_backend.echo import EchoHandler
-from neural_backend.passes import FramePasses
-from neural_backend.ports import free_port
-from neural_backend.serving import ServeOptions, Server
+from neural_backend.client.blocking import wait_until_healthy
+from neural_backend.protocol.passes import FramePasses
+from neural_backend.serving.core import RequestCore
+from neural_backend.serving.engines.echo import EchoEngine
+from neural_backend.serving.ports import free_port
+from neural_backend.serving.shell import ServeOptions, Server
 
 
 @contextlib.contextmanager
@@ -28,7 +30,9 @@ def running_server(delay_s: float = 0.0, **options: object) -> Iterator[tuple[Se
     folder = tempfile.mkdtemp(prefix="rs-", dir="/tmp")  # ipc paths must stay short
     address = f"ipc://{folder}/backend.sock"
     server = Server(ServeOptions(address=address, **options))  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.serve_forever, args=(EchoHandler(delay_s), False), daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(RequestCore(EchoEngine(delay_s)), False), daemon=True
+    )
     thread.start()
     try:
         yield server, address
@@ -46,7 +50,7 @@ def small_passes(frame: int = 1, shot: str = "s", size: int = 16) -> FramePasses
         frame=frame,
         beauty=rng.random((size, size, 3), dtype=np.float32),
         region=np.ones((size, size), np.uint8),
-        landmarks2d=np.zeros((68, 2), np.float32),
+        landmarks2d=face_landmarks(size),
         intrinsics=np.eye(3),
         extrinsics=np.eye(4),
     )

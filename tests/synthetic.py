@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from neural_backend.passes import FramePasses
+from neural_backend.protocol.passes import FramePasses
 
 SKIN_LINEAR = np.array([0.45, 0.25, 0.18], dtype=np.float32)
 FACE_A, FACE_B = 48.0, 62.0  # face ellipse semi-axes (px): about 124 px tall in a 256 px frame
@@ -39,6 +39,11 @@ def _canonical_landmarks() -> np.ndarray:
     assert landmarks.shape == (68, 2)
     assert landmarks[48, 0] < landmarks[54, 0] and landmarks[36, 0] < landmarks[45, 0]  # iBUG sides
     return landmarks
+
+
+def face_landmarks(size: int = 256) -> np.ndarray:
+    """The synthetic face's 68 iBUG landmarks (float32 pixels) for a frontal face centred in a size² frame."""
+    return (_canonical_landmarks() * (size / 256) + size / 2).astype(np.float32)
 
 
 def synthetic_face(

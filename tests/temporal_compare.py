@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from neural_backend.alignment import FFHQ, Alignment
-from neural_backend.inversion import LossWeights
-from neural_backend.passes import FramePasses, RefinedFrame
-from neural_backend.refine import RefineConfig, Refiner, ShotState, shot_metrics
+from neural_backend.protocol.passes import FramePasses, RefinedFrame
+from neural_backend.refine.framing import FFHQ, Alignment
+from neural_backend.refine.inversion import LossWeights
+from neural_backend.refine.refiner import RefineConfig, Refiner, ShotState, shot_metrics
 from neural_backend.stylegan2 import Generator
 
 VARIANTS = ("independent", "shot", "shot+motion", "shot+motion+PTI")

@@ -12,23 +12,35 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DCC_FACING_MODULES = (
-    "protocol",
-    "passes",
-    "client",
-    "client_async",
-    "shm",
-    "ports",
-    "color",
-)  # never import torch, not even lazily
+# Folders of neural_backend/ that never import torch, not even lazily: Blender and other DCCs load them.
+DCC_FACING_PACKAGES = ("protocol", "client", "images")
+# Folders (and single modules) that import no torch when imported; a command may import it later.
 TORCH_FREE_AT_IMPORT = (
-    *DCC_FACING_MODULES,
-    "serving",
-    "echo",
-    "demo",
-    "contact_sheet",
+    *DCC_FACING_PACKAGES,
+    "farm",
     "cli",
-)  # may import it in a command
+    "serving",  # the shell, the core and the echo engine; engines/local and engines/ray_engine need torch
+    "checkpoints.names",
+    "refine.framing",
+)
+TORCH_ENGINES = ("local", "ray_engine")
+
+
+def modules_under(name: str) -> list[str]:
+    """Dotted names of ``neural_backend.<name>`` and every module below it (a package) or just it."""
+    base = ROOT / "neural_backend" / name.replace(".", "/")
+    if base.with_suffix(".py").is_file():
+        return [f"neural_backend.{name}"]
+    found = []
+    for path in sorted(base.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts[-2:-1] == ("engines",) and parts[-1] in TORCH_ENGINES:
+            continue
+        found.append(".".join(parts))
+    assert found, f"nothing under {base}"
+    return found
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -70,14 +82,13 @@ def test_rigs_imports_only_numpy_and_the_standard_library() -> None:
         assert imported_roots(path) <= allowed, f"{path} imports {imported_roots(path) - allowed}"
 
 
-def test_protocol_and_client_modules_do_not_import_torch_statically() -> None:
-    for name in DCC_FACING_MODULES:
-        path = ROOT / "neural_backend" / f"{name}.py"
+def test_protocol_client_and_image_packages_never_import_torch() -> None:
+    for path in python_files(*(f"neural_backend/{name}" for name in DCC_FACING_PACKAGES)):
         assert "torch" not in imported_roots(path), f"{path} imports torch"
 
 
-def test_importing_the_dcc_facing_modules_loads_neither_torch_nor_bpy() -> None:
-    modules = ["rigs"] + [f"neural_backend.{name}" for name in TORCH_FREE_AT_IMPORT]
+def test_importing_the_torch_free_packages_loads_neither_torch_nor_bpy() -> None:
+    modules = ["rigs"] + [m for name in TORCH_FREE_AT_IMPORT for m in modules_under(name)]
     code = (
         "import importlib, json, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
@@ -87,3 +98,48 @@ def test_importing_the_dcc_facing_modules_loads_neither_torch_nor_bpy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert json.loads(result.stdout) == []
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Full names of the project modules a file imports (relative imports resolved), including lazy ones."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    package = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            base = list(package[: len(package) - node.level + 1]) if node.level else []
+            target = ".".join([*base, *([node.module] if node.module else [])])
+            found.add(target)
+            found |= {f"{target}.{alias.name}" for alias in node.names}  # `from pkg import module`
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return found
+
+
+def test_no_import_cycles_between_modules() -> None:
+    files = python_files("rigs", "neural_backend")
+    names = {}
+    for path in files:
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {
+        name: {m for m in imported_modules(path) if m in names and m != name and not name.startswith(m + ".")}
+        for name, path in names.items()
+    }
+    # packages' __init__ modules are imported by their children implicitly; only module edges count
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(trail[trail.index(nxt) :] + [nxt] if nxt in trail else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)

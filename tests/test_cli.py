@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_rigstyle as run
 
-from neural_backend.ports import free_port
+from neural_backend.serving.ports import free_port
 
 UNTRAINED = ("--checkpoint", "builtin-untrained")  # error tests need no trained generator
 
@@ -94,9 +94,9 @@ def test_rig_info_on_a_bad_file_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_serve_options_set_the_refinement_config() -> None:
-    from neural_backend.cli import _refine_config
+    from neural_backend.cli.options import refine_config
 
-    config = _refine_config(
+    config = refine_config(
         steps_first=None, steps_warm=7, shot_steps=9, pti=True, history=0.25, blend_width=2.5, gan_skin=1.0
     )
     assert (config.steps_warm, config.shot_steps, config.pti) == (7, 9, True)

@@ -15,19 +15,13 @@ from cli_helpers import run_rigstyle as run
 from safetensors import safe_open
 from serving_helpers import backend_process
 
-from neural_backend.alignment import FFHQ, Alignment
-from neural_backend.checkpoint import (
-    ALIGNMENT_KEY,
-    FACE_PRIOR_NAME,
-    FACE_PRIOR_PATH,
-    TRAINING_KEY,
-    load_generator,
-    read_checkpoint,
-    save_checkpoint,
-)
-from neural_backend.client import Client
-from neural_backend.ports import free_port
-from neural_backend.server import ServerConfig, load_backend
+from neural_backend.checkpoints.base import ALIGNMENT_KEY, TRAINING_KEY
+from neural_backend.checkpoints.io import FACE_PRIOR_PATH, load_generator, read_checkpoint, save_checkpoint
+from neural_backend.checkpoints.names import FACE_PRIOR_NAME
+from neural_backend.client.blocking import Client
+from neural_backend.refine.framing import FFHQ, Alignment
+from neural_backend.serving.engines.local import ServerConfig, load_engine
+from neural_backend.serving.ports import free_port
 from neural_backend.stylegan2 import Generator
 
 CALIBRATED = Alignment("calibrated", 1.25, (0.05, -0.02))
@@ -159,8 +153,8 @@ def test_convert_alignment_overrides_the_source_s_and_ffhq_removes_it(
 
 
 def test_convert_no_discriminator_leaves_it_out(tmp_path: Path) -> None:
-    from neural_backend.builtin_generator import builtin_generator
     from neural_backend.stylegan2 import Discriminator
+    from neural_backend.stylegan2.builtin import builtin_generator
 
     source, target = tmp_path / "g_d.safetensors", tmp_path / "g.safetensors"
     save_checkpoint(
@@ -199,16 +193,14 @@ def test_a_bad_alignment_is_a_one_line_error(value: str, words: list[str], tmp_p
 def test_the_server_config_defaults_to_the_face_prior_and_alignment_overrides_the_checkpoint_s() -> None:
     assert ServerConfig().checkpoint == FACE_PRIOR_NAME and ServerConfig().alignment is None
     prior = read_checkpoint(FACE_PRIOR_NAME).alignment
-    health = load_backend(ServerConfig()).describe()
+    health = load_engine(ServerConfig()).describe()
     assert health["generator"] == FACE_PRIOR_NAME and health["untrained"] is False
     assert health["alignment"] == json.loads(prior.to_json())
     assert health["checkpoint_path"] == str(FACE_PRIOR_PATH.resolve())
-    assert load_backend(ServerConfig(alignment=CALIBRATED)).describe()["alignment"] == json.loads(
+    assert load_engine(ServerConfig(alignment=CALIBRATED)).describe()["alignment"] == json.loads(
         CALIBRATED.to_json()
     )
-    untrained = load_backend(
-        ServerConfig(checkpoint="builtin-untrained", resolution=16, alignment=CALIBRATED)
-    )
+    untrained = load_engine(ServerConfig(checkpoint="builtin-untrained", resolution=16, alignment=CALIBRATED))
     info = untrained.describe()
     assert info["untrained"] is True and info["resolution"] == 16 and info["checkpoint_path"] is None
     assert info["alignment"] == json.loads(CALIBRATED.to_json())

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neural_backend.ports import free_port
+from neural_backend.serving.ports import free_port
 
 RIGSTYLE = str(Path(sys.executable).parent / "rigstyle")
 TINY = ["--frames", "3", "--resolution", "96", "--samples", "2", "--shot-steps", "150"]
@@ -84,9 +84,9 @@ def test_demo_writes_every_output_and_fits_the_skin(tmp_path: Path) -> None:
 
 
 def test_demo_runs_from_a_saved_checkpoint(tmp_path: Path) -> None:
-    from neural_backend.builtin_generator import builtin_generator
-    from neural_backend.checkpoint import save_checkpoint
-    from neural_backend.shot_folder import file_sha256
+    from neural_backend.checkpoints.io import save_checkpoint
+    from neural_backend.farm.shot_folder import file_sha256
+    from neural_backend.stylegan2.builtin import builtin_generator
 
     checkpoint = tmp_path / "g.safetensors"
     save_checkpoint(builtin_generator(32, seed=3), checkpoint)

@@ -14,7 +14,7 @@ import path from "node:path";
 import { encode, decode } from "@msgpack/msgpack";
 import { Dealer } from "zeromq";
 
-const PROTOCOL_VERSION = 2;
+const PROTOCOL_VERSION = 2; // written against version 2; version 3 servers accept it (docs/protocol.md, section 3)
 const ITEM_SIZE = { uint8: 1, uint16: 2, int32: 4, int64: 8, float16: 2, float32: 4, float64: 8 };
 
 function usage() {

@@ -257,8 +257,8 @@ class Discriminator(torch.nn.Module):
     def features(self, img: torch.Tensor, c: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The output ``x`` of every block, highest resolution first: ``forward`` up to the epilogue.
 
-        Used as a perceptual feature extractor (``neural_backend.losses``). Runs exactly the blocks that
-        ``forward(img, c)`` runs, with the same precision (fp16 blocks stay fp16 on CUDA).
+        Used as a perceptual feature extractor (``neural_backend.refine.losses``). Runs exactly the blocks
+        that ``forward(img, c)`` runs, with the same precision (fp16 blocks stay fp16 on CUDA).
 
         Args:
             img: (N, img_channels, R, R) float in [-1, 1], R = ``img_resolution``.

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..alignment import Alignment
-from ..checkpoint import TRAINING_KEY, read_checkpoint, save_checkpoint
-from ..png import write_png
+from ..checkpoints.base import TRAINING_KEY
+from ..checkpoints.io import read_checkpoint, save_checkpoint
+from ..images.png import write_png
+from ..refine.framing import Alignment
 from ..stylegan2 import Discriminator, Generator
 from .augment import diff_augment
 from .config import TrainConfig

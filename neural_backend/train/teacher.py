@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..alignment import Alignment
+from ..refine.framing import Alignment
 from .config import TEACHER_KINDS
 
 DCGAN_STATE_KEY = "netG_state_dict"

@@ -25,8 +25,7 @@ from cli_helpers import run_rigstyle
 from PIL import Image
 from serving_helpers import BackendProcess
 
-from neural_backend.addon_build import PLATFORM_TAGS
-from neural_backend.cli import addon_build
+from neural_backend.cli.addon import PLATFORM_TAGS, addon_build
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -49,7 +48,7 @@ for name in names:  # every module of the add-on imports (no torch, no missing d
     importlib.import_module(module if name == "__init__" else f"{module}.{name}")
 
 import msgpack, zmq
-import neural_backend.client, rigs
+import neural_backend.client.blocking, rigs
 
 context = zmq.Context()
 context.term()
@@ -59,7 +58,7 @@ print(json.dumps({
     "install": sorted(result),
     "enabled": module in bpy.context.preferences.addons,
     "addon_file": sys.modules[module].__file__,
-    "files": {m.__name__: m.__file__ for m in (zmq, msgpack, rigs, neural_backend.client)},
+    "files": {m.__name__: m.__file__ for m in (zmq, msgpack, rigs, neural_backend.client.blocking)},
     "msgpack": msgpack.unpackb(msgpack.packb({"frame": 3})),
     "demo": sorted(demo),
     "new_objects": sorted(o.name for o in set(bpy.data.objects) - before),

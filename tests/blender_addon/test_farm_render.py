@@ -22,7 +22,7 @@ import pytest
 from serving_helpers import UNTRAINED, BackendProcess, backend_process
 
 from blender_addon.demo_job import build_demo_scene
-from neural_backend.shot_folder import ShotFolder
+from neural_backend.farm.shot_folder import ShotFolder
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 SIZE, FRAMES, SEGMENT = 64, 4, 2

@@ -18,7 +18,7 @@ from blender_addon.render_passes import (
     rig_motion_pass,
 )
 from blender_addon.rig_params import find_rig
-from neural_backend.motion import warp_previous
+from neural_backend.refine.motion import warp_previous
 from rigs import regions
 
 pytestmark = pytest.mark.blender

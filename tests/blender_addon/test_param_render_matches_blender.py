@@ -15,8 +15,8 @@ import pytest
 import rigs
 from blender_addon.demo_job import build_demo_scene
 from blender_addon.render_passes import render_frame_passes
-from neural_backend.param_render import render_passes
-from neural_backend.passes import FramePasses
+from neural_backend.protocol.passes import FramePasses
+from neural_backend.refine.param_render import render_passes
 from rigs import regions
 
 pytestmark = pytest.mark.blender

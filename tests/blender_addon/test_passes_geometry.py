@@ -10,7 +10,7 @@ from blender_addon import camera as cam
 from blender_addon.demo_job import build_demo_scene
 from blender_addon.render_passes import landmark_points, render_frame_passes
 from blender_addon.rig_params import find_rig
-from neural_backend.passes import FramePasses
+from neural_backend.protocol.passes import FramePasses
 from rigs import regions
 from rigs.camera import project, transform
 from rigs.lbs import barycentric_points

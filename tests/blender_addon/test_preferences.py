@@ -12,8 +12,8 @@ from serving_helpers import BackendProcess
 
 from blender_addon import preferences
 from blender_addon.connection import BackendSettings, backend_settings
-from neural_backend.client import wait_until_healthy
-from neural_backend.ports import free_port
+from neural_backend.client.blocking import wait_until_healthy
+from neural_backend.serving.ports import free_port
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 

@@ -27,10 +27,10 @@ from blender_addon.render_passes import render_frame_passes
 from blender_addon.rig_builder import RigObjects
 from blender_addon.shot import ShotJob, Stage
 from blender_addon.ui import context_rig
-from neural_backend.client import Client
-from neural_backend.passes import FramePasses
-from neural_backend.ports import free_port
-from neural_backend.protocol import REFINE_SHOT, Message
+from neural_backend.client.blocking import Client
+from neural_backend.protocol.passes import FramePasses
+from neural_backend.protocol.wire import REFINE_SHOT, Message
+from neural_backend.serving.ports import free_port
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 SIZE, FRAMES = 96, 3

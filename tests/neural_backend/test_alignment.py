@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from neural_backend.alignment import (
-    crop_matrix,
-    feather,
-    ffhq_quad,
-    transform_points,
-    warp_to_crop,
-    warp_to_frame,
-)
-from neural_backend.color import linear_from_srgb, srgb_from_linear
+from neural_backend.images.color import linear_from_srgb, srgb_from_linear
+from neural_backend.refine.alignment import feather, warp_to_crop, warp_to_frame
+from neural_backend.refine.framing import crop_matrix, ffhq_quad, transform_points
 
 
 def frontal_landmarks(

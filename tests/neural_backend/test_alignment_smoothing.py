@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neural_backend.alignment import (
+from neural_backend.refine.framing import (
     ffhq_quad,
     quad_from_params,
     quad_params,

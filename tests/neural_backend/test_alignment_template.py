@@ -9,16 +9,9 @@ import numpy as np
 import pytest
 from synthetic import synthetic_face
 
-from neural_backend.alignment import (
-    FFHQ,
-    Alignment,
-    AlignmentError,
-    adjust_quad,
-    crop_matrix,
-    ffhq_quad,
-)
-from neural_backend.builtin_generator import builtin_generator
-from neural_backend.refine import RefineConfig, Refiner, ShotState, check_face
+from neural_backend.refine.framing import FFHQ, Alignment, AlignmentError, adjust_quad, crop_matrix, ffhq_quad
+from neural_backend.refine.refiner import RefineConfig, Refiner, ShotState, check_face
+from neural_backend.stylegan2.builtin import builtin_generator
 
 
 def landmarks(angle_deg: float = 0.0) -> np.ndarray:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from serving_helpers import backend_process
 
-from neural_backend.backend_pool import BackendPool, NoBackend
-from neural_backend.ports import free_port
+from neural_backend.client.pool import BackendPool, NoBackend
+from neural_backend.serving.ports import free_port
 
 
 @pytest.fixture(scope="module")

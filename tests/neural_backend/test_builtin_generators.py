@@ -15,24 +15,19 @@ import torch
 from safetensors import safe_open
 
 import neural_backend
-from neural_backend.alignment import FFHQ, Alignment
-from neural_backend.builtin_generator import builtin_generator
-from neural_backend.checkpoint import (
+from neural_backend.checkpoints.base import (
     ALIGNMENT_KEY,
-    BUILTIN_NAMES,
     CONFIG_KEY,
-    FACE_PRIOR_NAME,
-    FACE_PRIOR_PATH,
     KIND_BUILTIN,
     KIND_RIGSTYLE,
     TRAINING_KEY,
-    UNTRAINED_NAME,
     CheckpointError,
-    load_generator,
-    read_checkpoint,
-    save_checkpoint,
 )
+from neural_backend.checkpoints.io import FACE_PRIOR_PATH, load_generator, read_checkpoint, save_checkpoint
+from neural_backend.checkpoints.names import BUILTIN_NAMES, FACE_PRIOR_NAME, UNTRAINED_NAME
+from neural_backend.refine.framing import FFHQ, Alignment
 from neural_backend.stylegan2 import Generator
+from neural_backend.stylegan2.builtin import builtin_generator
 
 
 def file_metadata() -> dict[str, str]:

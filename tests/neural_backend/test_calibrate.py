@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from neural_backend.alignment import FFHQ, Alignment, crop_matrix, warp_to_crop
-from neural_backend.calibrate import alignment_error, calibrate, demo_frames
-from neural_backend.checkpoint import read_checkpoint, save_checkpoint
-from neural_backend.color import srgb_from_linear
-from neural_backend.passes import FramePasses
+from neural_backend.checkpoints.io import read_checkpoint, save_checkpoint
+from neural_backend.images.color import srgb_from_linear
+from neural_backend.protocol.passes import FramePasses
+from neural_backend.refine.alignment import warp_to_crop
+from neural_backend.refine.calibrate import alignment_error, calibrate, demo_frames
+from neural_backend.refine.framing import FFHQ, Alignment, crop_matrix
 from neural_backend.stylegan2 import Generator, SynthesisNetwork
 from tests.cli_helpers import run_rigstyle
 

@@ -11,16 +11,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from neural_backend.builtin_generator import builtin_generator
-from neural_backend.checkpoint import (
-    CONFIG_KEY,
-    CheckpointError,
-    load_discriminator,
-    load_generator,
-    read_checkpoint,
-    save_checkpoint,
-)
+from neural_backend.checkpoints.base import CONFIG_KEY, CheckpointError
+from neural_backend.checkpoints.io import load_discriminator, load_generator, read_checkpoint, save_checkpoint
 from neural_backend.stylegan2 import Discriminator, Generator
+from neural_backend.stylegan2.builtin import builtin_generator
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from cli_helpers import run_rigstyle
 from nvlabs_files import write_nvlabs_pkl
 
 import neural_backend
-from neural_backend.checkpoint import save_checkpoint
+from neural_backend.checkpoints.io import save_checkpoint
 from neural_backend.stylegan2 import Discriminator, Generator
 
 

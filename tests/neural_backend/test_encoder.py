@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from cli_helpers import run_rigstyle
 from safetensors.torch import save_file
 
-from neural_backend.builtin_generator import builtin_generator
-from neural_backend.checkpoint import save_checkpoint
-from neural_backend.encoder import (
+from neural_backend.checkpoints.io import save_checkpoint
+from neural_backend.refine.encoder import (
     METADATA_KEY,
     Encoder,
     EncoderConfig,
@@ -28,6 +27,7 @@ from neural_backend.encoder import (
     train_encoder,
 )
 from neural_backend.stylegan2 import Generator
+from neural_backend.stylegan2.builtin import builtin_generator
 
 
 @pytest.fixture(scope="module", autouse=True)

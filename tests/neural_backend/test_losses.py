@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
 
-from neural_backend.losses import (
+from neural_backend.refine.losses import (
     LPIPS_SCALE,
     LPIPS_SHIFT,
     MS_SSIM_WEIGHTS,

@@ -1,4 +1,4 @@
-"""Motion-pass warps, occlusion masks, crop-space flow and temporal metrics (neural_backend.motion)."""
+"""Motion-pass warps, occlusion masks, crop-space flow and temporal metrics (neural_backend.refine.motion)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neural_backend.alignment import crop_matrix, quad_from_params, warp_to_crop, warp_to_frame
-from neural_backend.motion import (
+from neural_backend.refine.alignment import warp_to_crop, warp_to_frame
+from neural_backend.refine.framing import crop_matrix, quad_from_params
+from neural_backend.refine.motion import (
     PSNR_CAP_DB,
     crop_flow,
     crop_labels,

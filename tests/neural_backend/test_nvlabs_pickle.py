@@ -17,10 +17,11 @@ import torch
 from cli_helpers import run_rigstyle
 from nvlabs_files import Evil, write_nvlabs_pkl
 
-from neural_backend.builtin_generator import builtin_generator
-from neural_backend.checkpoint import CheckpointError, load_discriminator, load_generator, save_checkpoint
-from neural_backend.nvlabs_pickle import STYLEGAN3_REFUSAL, read_nvlabs, read_pickle
+from neural_backend.checkpoints.base import CheckpointError
+from neural_backend.checkpoints.io import load_discriminator, load_generator, save_checkpoint
+from neural_backend.checkpoints.nvlabs import STYLEGAN3_REFUSAL, read_nvlabs, read_pickle
 from neural_backend.stylegan2 import Discriminator, Generator
+from neural_backend.stylegan2.builtin import builtin_generator
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import rigs
-from neural_backend import param_render
-from neural_backend.param_render import ParamRenderError, render_passes
-from neural_backend.passes import PassError
+from neural_backend.protocol.passes import PassError
+from neural_backend.refine import param_render
+from neural_backend.refine.param_render import ParamRenderError, render_passes
 from rigs import regions
 from rigs.camera import project
 from rigs.mesh import raycast
@@ -183,7 +183,7 @@ def test_imports_without_a_display() -> None:
     env = {
         k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "PYOPENGL_PLATFORM")
     }
-    code = "import os, neural_backend.param_render; print(os.environ['PYOPENGL_PLATFORM'])"
+    code = "import os, neural_backend.refine.param_render; print(os.environ['PYOPENGL_PLATFORM'])"
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neural_backend.png import SIGNATURE, encode_png, write_png
-from neural_backend.progress import Progress
+from neural_backend.farm.progress import Progress
+from neural_backend.images.png import SIGNATURE, encode_png, write_png
 
 
 class Clock:

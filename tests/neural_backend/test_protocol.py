@@ -8,8 +8,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from neural_backend.passes import FramePasses, PassError, RefinedFrame
-from neural_backend.protocol import (
+from neural_backend.protocol.passes import FramePasses, PassError, RefinedFrame
+from neural_backend.protocol.wire import (
     ERR_BAD_MESSAGE,
     ERR_TOO_LARGE,
     ERR_UNSUPPORTED_VERSION,

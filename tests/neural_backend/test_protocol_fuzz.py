@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving_helpers import small_passes
 
-from neural_backend.passes import FramePasses
-from neural_backend.protocol import (
+from neural_backend.protocol.passes import FramePasses
+from neural_backend.protocol.wire import (
     ERR_BAD_FIELD,
     ERR_BAD_MESSAGE,
     ERR_SHM_UNAVAILABLE,

@@ -12,8 +12,9 @@ import pytest
 from serving_helpers import FAST_BACKEND, BackendProcess, backend_process
 from synthetic import synthetic_shot
 
-from neural_backend.client import BackendError, Client
-from neural_backend.passes import FramePasses, RefinedFrame
+from neural_backend.client.blocking import Client
+from neural_backend.client.results import BackendError
+from neural_backend.protocol.passes import FramePasses, RefinedFrame
 
 pytest.importorskip("ray.serve")
 pytestmark = pytest.mark.slow

@@ -7,10 +7,12 @@ import pytest
 import torch
 from synthetic import synthetic_face
 
-from neural_backend.alignment import crop_matrix, feather, ffhq_quad, warp_to_frame
-from neural_backend.builtin_generator import builtin_generator
-from neural_backend.passes import FramePasses, RefinedFrame
-from neural_backend.refine import RefineConfig, RefineError, Refiner, ShotState, head_area, masked_mse
+from neural_backend.protocol.passes import FramePasses, RefinedFrame
+from neural_backend.refine.alignment import feather, warp_to_frame
+from neural_backend.refine.composite import head_area
+from neural_backend.refine.framing import crop_matrix, ffhq_quad
+from neural_backend.refine.refiner import RefineConfig, RefineError, Refiner, ShotState, masked_mse
+from neural_backend.stylegan2.builtin import builtin_generator
 
 SEQUENCE = [((0.0, 0.0), 0.0), ((2.0, -1.0), 1.5), ((4.0, -1.5), 3.0)]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from synthetic import synthetic_face
 
-from neural_backend.builtin_generator import builtin_generator
-from neural_backend.refine import Refiner, ShotState
+from neural_backend.refine.refiner import Refiner, ShotState
+from neural_backend.stylegan2.builtin import builtin_generator
 
 pytestmark = pytest.mark.gpu
 

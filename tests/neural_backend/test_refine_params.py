@@ -13,9 +13,10 @@ import pytest
 from serving_helpers import UNTRAINED, backend_process
 
 import rigs
-from neural_backend.client import BackendError, Client
-from neural_backend.passes import ParamsRequest
-from neural_backend.ports import free_port
+from neural_backend.client.blocking import Client
+from neural_backend.client.results import BackendError
+from neural_backend.protocol.passes import ParamsRequest
+from neural_backend.serving.ports import free_port
 
 SIZE = 128
 

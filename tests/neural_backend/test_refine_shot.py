@@ -17,12 +17,13 @@ from cli_helpers import run_rigstyle
 from synthetic import synthetic_face, synthetic_shot
 from temporal_compare import compare
 
-from neural_backend.alignment import feather
-from neural_backend.builtin_generator import builtin_generator
-from neural_backend.checkpoint import load_generator
-from neural_backend.encoder import EncoderError, load_encoder, save_encoder, train_encoder
-from neural_backend.passes import RefinedFrame
-from neural_backend.refine import BlendConfig, RefineConfig, RefineError, Refiner, ShotState, check_face
+from neural_backend.checkpoints.io import load_generator
+from neural_backend.protocol.passes import RefinedFrame
+from neural_backend.refine.alignment import feather
+from neural_backend.refine.composite import BlendConfig
+from neural_backend.refine.encoder import EncoderError, load_encoder, save_encoder, train_encoder
+from neural_backend.refine.refiner import RefineConfig, RefineError, Refiner, ShotState, check_face
+from neural_backend.stylegan2.builtin import builtin_generator
 
 SIZE = 96  # frame size of the synthetic shots here
 
@@ -196,8 +197,8 @@ def test_preview_of_a_shot_s_first_frame_starts_from_the_encoder(generator, tmp_
 
 
 def test_the_backend_picks_the_perceptual_loss_from_what_it_has(generator, tmp_path: Path):
-    from neural_backend.checkpoint import save_checkpoint
-    from neural_backend.server import ServerConfig, load_backend
+    from neural_backend.checkpoints.io import save_checkpoint
+    from neural_backend.serving.engines.local import ServerConfig, load_engine
     from neural_backend.stylegan2 import Discriminator
 
     with_d, without_d = tmp_path / "g_d.safetensors", tmp_path / "g.safetensors"
@@ -205,7 +206,7 @@ def test_the_backend_picks_the_perceptual_loss_from_what_it_has(generator, tmp_p
         generator, with_d, Discriminator(c_dim=0, img_resolution=32, channel_base=512, channel_max=32)
     )
     save_checkpoint(generator, without_d)
-    assert load_backend(ServerConfig(checkpoint=with_d)).describe()["perceptual"] == "discriminator"
-    assert load_backend(ServerConfig(checkpoint=without_d)).describe()["perceptual"] == "ms-ssim"
+    assert load_engine(ServerConfig(checkpoint=with_d)).describe()["perceptual"] == "discriminator"
+    assert load_engine(ServerConfig(checkpoint=without_d)).describe()["perceptual"] == "ms-ssim"
     none = ServerConfig(checkpoint=without_d, refine=RefineConfig(perceptual="none"))
-    assert load_backend(none).describe()["perceptual"] == "none"
+    assert load_engine(none).describe()["perceptual"] == "none"

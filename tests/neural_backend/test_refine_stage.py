@@ -13,7 +13,7 @@ import pytest
 from serving_helpers import FAST_BACKEND, backend_process
 from synthetic import synthetic_shot
 
-from neural_backend.shot_folder import ShotFolder
+from neural_backend.farm.shot_folder import ShotFolder
 
 pytestmark = pytest.mark.slow
 FRAMES, SEGMENT = 4, 2

@@ -1,7 +1,8 @@
 """rosinality stylegan2-pytorch ``.pt`` files: names, an independent forward pass, round trips, refusals.
 
 The expected rosinality names and the reference forward passes below are written from rosinality's
-``model.py`` conventions, independently of :mod:`neural_backend.rosinality` and of our StyleGAN2 modules.
+``model.py`` conventions, independently of :mod:`neural_backend.checkpoints.rosinality` and of our
+StyleGAN2 modules.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from nvlabs_files import Evil, write_nvlabs_pkl
 
-from neural_backend.checkpoint import KIND_ROSINALITY, CheckpointError, read_checkpoint
-from neural_backend.rosinality import (
+from neural_backend.checkpoints.base import KIND_ROSINALITY, CheckpointError
+from neural_backend.checkpoints.io import read_checkpoint
+from neural_backend.checkpoints.rosinality import (
     W_AVG_SAMPLES,
     W_AVG_SEED,
     channel_table,

@@ -14,10 +14,11 @@ import pytest
 from serving_helpers import FAST_BACKEND, backend_process
 from synthetic import synthetic_shot
 
-from neural_backend.client import BackendError, Client, RefinedShot
-from neural_backend.passes import FramePasses, PassError
-from neural_backend.protocol import Message
-from neural_backend.saved_state import STATE_TENSORS, SavedShotState
+from neural_backend.client.blocking import Client
+from neural_backend.client.results import BackendError, RefinedShot
+from neural_backend.protocol.passes import FramePasses, PassError
+from neural_backend.protocol.saved_state import STATE_TENSORS, SavedShotState
+from neural_backend.protocol.wire import Message
 
 SHOT_STEPS = ("--shot-steps", "5")  # after FAST_BACKEND: the last one wins
 

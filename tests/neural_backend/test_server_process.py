@@ -14,9 +14,10 @@ import zmq
 from serving_helpers import UNTRAINED, backend_process
 from synthetic import synthetic_face
 
-from neural_backend.client import BackendError, Client
-from neural_backend.passes import FramePasses
-from neural_backend.protocol import Message, decode, encode
+from neural_backend.client.blocking import Client
+from neural_backend.client.results import BackendError
+from neural_backend.protocol.passes import FramePasses
+from neural_backend.protocol.wire import Message, decode, encode
 
 FAST = (*UNTRAINED, "--gan-resolution", "32", "--steps-first", "30")  # the plumbing: no trained generator
 SERVE = [sys.executable, "-m", "neural_backend", "serve", *FAST]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from serving_helpers import running_server, small_passes
 
-from neural_backend.client import Client
-from neural_backend.shm import layout, pack
+from neural_backend.client.blocking import Client
+from neural_backend.protocol.shm import layout, pack
 
 
 def test_a_borrowed_reply_is_the_echo_read_only_and_overwritten_by_the_next_request() -> None:

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from synthetic import synthetic_shot
 
-from neural_backend.png import write_png
-from neural_backend.shot_folder import (
+from neural_backend.farm.shot_folder import (
     ShotFolder,
     ShotFolderError,
     file_sha256,
     parse_frames,
     segments,
 )
+from neural_backend.images.png import write_png
 
 
 def write_refined(folder: ShotFolder, frame: int) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from serving_helpers import small_passes
 
-from neural_backend.shot_frames import ShotFrames
+from neural_backend.serving.held_frames import ShotFrames
 
 
 def held(frames: ShotFrames, shot: str) -> list[int]:

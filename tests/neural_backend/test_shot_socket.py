@@ -12,9 +12,10 @@ import pytest
 from serving_helpers import UNTRAINED, backend_process, running_server, small_passes
 from synthetic import synthetic_shot
 
-from neural_backend.client import BackendError, Client, ProgressEvent
-from neural_backend.passes import RefinedFrame
-from neural_backend.protocol import Message
+from neural_backend.client.blocking import Client
+from neural_backend.client.results import BackendError, ProgressEvent
+from neural_backend.protocol.passes import RefinedFrame
+from neural_backend.protocol.wire import Message
 
 SHOT_STEPS = 4
 PREVIEW_STEPS = 2

@@ -20,9 +20,10 @@ from malformed import fuzz_server
 from serving_helpers import UNTRAINED, small_passes
 from synthetic import synthetic_face
 
-from neural_backend.client import Client, ShotInterrupted, wait_until_healthy
-from neural_backend.ports import free_port
-from neural_backend.protocol import decode, encode
+from neural_backend.client.blocking import Client, wait_until_healthy
+from neural_backend.client.results import ShotInterrupted
+from neural_backend.protocol.wire import decode, encode
+from neural_backend.serving.ports import free_port
 
 SERVE = [sys.executable, "-m", "neural_backend", "serve"]
 

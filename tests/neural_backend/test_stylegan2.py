@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neural_backend.checkpoint import load_generator, save_checkpoint
+from neural_backend.checkpoints.io import load_generator, save_checkpoint
 from neural_backend.stylegan2 import Generator, assert_shape
 from neural_backend.stylegan2.ops import conv2d_resample, modulated_conv2d, setup_filter, upsample2d
 
@@ -202,7 +202,7 @@ def test_upsampling_convolution_matches_upsample_then_convolve_inside(flip_weigh
 
 
 def test_builtin_generator_is_deterministic_small_and_centred():
-    from neural_backend.builtin_generator import BUILTIN_NAME, builtin_generator
+    from neural_backend.stylegan2.builtin import BUILTIN_NAME, builtin_generator
 
     rng_before = torch.random.get_rng_state()
     a, b = builtin_generator(), builtin_generator()

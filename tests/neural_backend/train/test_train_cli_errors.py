@@ -12,7 +12,7 @@ from cli_helpers import run_rigstyle
 from hostile_pickles import PAYLOADS, save_hostile_teacher
 from PIL import Image
 
-from neural_backend.checkpoint import save_checkpoint
+from neural_backend.checkpoints.io import save_checkpoint
 from neural_backend.stylegan2 import Generator
 
 

@@ -15,7 +15,7 @@ import torch
 from cli_helpers import RIGSTYLE, run_rigstyle
 from PIL import Image
 
-from neural_backend.checkpoint import read_checkpoint
+from neural_backend.checkpoints.io import read_checkpoint
 from neural_backend.train.config import TrainConfig
 from neural_backend.train.loop import GRID_COLUMNS, GRID_ROWS, HELD_OUT_SEED
 from neural_backend.train.snapshot import read_snapshot
@@ -260,8 +260,8 @@ def test_init_starts_an_adversarial_phase_of_a_distillation(teacher_run: Run, tm
 def test_fine_tuning_starts_from_the_checkpoints_discriminator_and_keeps_its_alignment(
     tmp_path: Path, faces: Callable[..., list[Path]]
 ) -> None:
-    from neural_backend.alignment import Alignment
-    from neural_backend.checkpoint import save_checkpoint
+    from neural_backend.checkpoints.io import save_checkpoint
+    from neural_backend.refine.framing import Alignment
     from neural_backend.stylegan2 import Discriminator, Generator
 
     torch.manual_seed(3)

@@ -1,0 +1,1 @@
+"""The ``rigstyle`` command: one module per command group (``main`` builds the group)."""
