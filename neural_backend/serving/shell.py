@@ -227,6 +227,9 @@ class Server:
         if len(frames) < 2:
             return  # a ROUTER always prepends the routing id; nothing to answer to
         routing = frames[0].bytes
+        # Disconnects first: a descriptor in this message may be one a connection just gave up. Its
+        # DISCONNECTED event was queued before the new connection existed, so draining here sees it.
+        self._on_monitor()
         self._note_peer(routing, frames[1])
         envelope: tuple[bytes, ...] = ()
         payload = frames[1:]

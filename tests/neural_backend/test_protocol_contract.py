@@ -46,7 +46,7 @@ class Raw:
     def send_frames(self, frames: list[bytes]) -> None:
         self.socket.send_multipart(frames)
 
-    def receive(self, timeout: float = 5.0) -> Message:
+    def receive(self, timeout: float = 30.0) -> Message:
         assert self.socket.poll(int(timeout * 1000)), "no reply"
         return decode(self.socket.recv_multipart())
 
@@ -297,3 +297,20 @@ def test_every_request_type_of_the_registry_has_a_typed_client_method() -> None:
     assert set(method) == set(MESSAGES), "a new message type needs a client method (and a row here)"
     for name in method.values():
         assert callable(getattr(Client, name))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_clients_headers_are_still_served(version: int) -> None:
+    """Version 1 and 2 headers keep working; replies say version 3."""
+    with running_server() as (_, address):
+        raw = Raw(address)
+        for request_id, message in ((1, Message("health", 1)), (2, frame_message(2))):
+            frames = encode(message)
+            header = msgpack.unpackb(frames[0])
+            raw.send_frames([msgpack.packb({**header, "rigstyle": version}), *map(bytes, frames[1:])])
+            assert raw.socket.poll(30_000)
+            reply_frames = raw.socket.recv_multipart()
+            assert msgpack.unpackb(reply_frames[0])["rigstyle"] == 3
+            reply = decode(reply_frames)
+            assert (reply.type, reply.id) == (("health", "result")[request_id - 1], request_id)
+        raw.close()
