@@ -14,6 +14,7 @@ from protocol_spec import EXAMPLES, MESSAGE_TABLE, message_from_example, table_r
 from serving_helpers import backend_process, running_server
 from synthetic import synthetic_face
 
+from neural_backend.protocol.messages import MESSAGES
 from neural_backend.protocol.passes import EXTRA_PASSES
 from neural_backend.protocol.wire import ERROR_CODES, Message, decode, encode
 
@@ -127,3 +128,9 @@ def test_every_request_example_gets_the_reply_the_spec_names_from_every_engine(e
                     saved = reply
         finally:
             socket.close()
+
+
+def test_the_registry_is_the_spec_s_message_table() -> None:
+    """Every request type in docs/protocol.md's table is in the registry with the reply it names, and back."""
+    requests = {name: row[2] for name, row in MESSAGE_TABLE.items() if row[1].startswith("C→S")}
+    assert requests == {name: spec.reply for name, spec in MESSAGES.items()}
