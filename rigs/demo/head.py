@@ -82,7 +82,7 @@ def demo_head() -> Rig:
 
     Returns:
         A :class:`Rig` with about 4,900 vertices, FLAME's five joints, 12 identity components (in
-        ``rigs._demo_blendshapes.IDENTITY_NAMES`` order), 12 named expressions (``jaw_open``, ``smile``,
+        ``rigs.demo.blendshapes.IDENTITY_NAMES`` order), 12 named expressions (``jaw_open``, ``smile``,
         ``brow_raise``, ``blink``, ...), 68 iBUG-300W landmarks and per-face region labels (skin, eyes,
         mouth, hair, neck). ``posedirs`` are zero: pose correctives are left to the Blender side.
     """

@@ -1,0 +1,348 @@
+"""Semantic expression controls for any rig: FACS action units and emotions, solved into the rig's own
+expression coefficients and jaw pose. numpy only.
+
+An action unit (AU) is defined once, for every rig, as a displacement pattern of the 68 iBUG landmarks in a
+head-aligned frame measured in inter-ocular distances (IOD): x from the subject's right eye to the left
+one, y up, z out of the face. For a given rig, :func:`action_unit_offset` turns the patterns into the
+rig's units and solves the expression coefficients (and, for the jaw-drop AU, the jaw's rotation) whose
+landmark motion matches them best: a ridge-regularised least squares over the rig's landmark Jacobian at
+its neutral face, the ridge just large enough to keep every coefficient within ±3. Named expressions of
+the rig whose name matches the AU (the demo head's ``smile`` for AU12, ...) are regularised ten times
+less, so the solve prefers them. Jacobians and solutions are cached per rig.
+
+Emotions are AU combinations (EMFACS-style, table in ``docs/expressions.md``), scaled by an intensity in
+[0, 1]. The result is an :class:`ExpressionOffset`: expression-coefficient and jaw-pose deltas that
+``apply`` adds to a frame's parameters.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import RigError
+from .model import Rig
+
+# iBUG-68 landmark groups (subject's right = image left for a frontal face).
+RIGHT_BROW, LEFT_BROW = range(17, 22), range(22, 27)  # outer → inner, inner → outer
+RIGHT_EYE, LEFT_EYE = range(36, 42), range(42, 48)
+UPPER_LIDS, LOWER_LIDS = (37, 38, 43, 44), (40, 41, 46, 47)
+NOSTRILS = range(31, 36)
+CORNERS = (48, 54, 60, 64)
+UPPER_LIP = (49, 50, 51, 52, 53, 61, 62, 63)
+LOWER_LIP = (55, 56, 57, 58, 59, 65, 66, 67)
+CHIN = (6, 7, 8, 9, 10)
+JAW_JOINT = "jaw"
+JAW_STEP = 0.05  # radians: the finite-difference step of the jaw's Jacobian columns
+MIN_RIDGE, MAX_RIDGE = 1e-6, 1e3  # regularisation of the least squares, relative to the Jacobian's scale
+COEFFICIENT_LIMIT = 3.0  # largest expression coefficient (or jaw radians) one AU at intensity 1 may use
+NAMED_PREFERENCE = 0.1  # regularisation factor of a rig's named expression that matches the AU
+
+# A movement of a landmark group: (indices, displacement (x, y, z) in IOD, "outward" makes x point away
+# from the face's midline for each landmark).
+Move = tuple[tuple[int, ...], tuple[float, float, float], bool]
+
+
+@dataclass(frozen=True)
+class ActionUnit:
+    """One FACS action unit as landmark movements at intensity 1."""
+
+    name: str
+    label: str
+    moves: tuple[Move, ...]
+    jaw: bool = False  # solved with the jaw's rotation (jaw drop) rather than expression coefficients
+    named: tuple[str, ...] = ()  # rig expression names that do what this AU does
+
+
+def _move(
+    indices: Iterable[int], dx: float = 0.0, dy: float = 0.0, dz: float = 0.0, outward: bool = False
+) -> Move:
+    return tuple(indices), (dx, dy, 0.0), outward
+
+
+ACTION_UNITS: dict[str, ActionUnit] = {
+    au.name: au
+    for au in (
+        ActionUnit("AU1", "inner brow raiser", (_move((20, 21, 22, 23), dy=0.10), _move((19, 24), dy=0.06)),
+                   named=("brow_raise",)),
+        ActionUnit("AU2", "outer brow raiser", (_move((17, 18, 25, 26), dy=0.10), _move((19, 24), dy=0.06)),
+                   named=("brow_raise",)),
+        ActionUnit("AU4", "brow lowerer", (_move((*RIGHT_BROW, *LEFT_BROW), dy=-0.06),
+                                           _move((20, 21, 22, 23), dx=-0.04, outward=True)),
+                   named=("brow_furrow",)),
+        ActionUnit("AU5", "upper lid raiser", (_move((37, 38, 43, 44), dy=0.035),)),
+        ActionUnit("AU6", "cheek raiser", (_move(LOWER_LIDS, dy=0.025), _move((36, 45), dy=0.01),
+                                           _move((1, 2, 14, 15), dy=0.02)),
+                   named=("squint",)),
+        ActionUnit("AU7", "lid tightener", (_move(LOWER_LIDS, dy=0.03), _move(UPPER_LIDS, dy=-0.01)),
+                   named=("squint",)),
+        ActionUnit("AU9", "nose wrinkler", (_move(NOSTRILS, dy=0.035), _move((21, 22), dy=-0.03),
+                                            _move((50, 51, 52), dy=0.015)),
+                   named=("nose_wrinkle",)),
+        ActionUnit("AU10", "upper lip raiser", (_move(UPPER_LIP, dy=0.05),)),
+        ActionUnit("AU12", "lip corner puller", (_move(CORNERS, dx=0.07, dy=0.06, outward=True),),
+                   named=("smile",)),
+        ActionUnit("AU15", "lip corner depressor", (_move(CORNERS, dy=-0.06),), named=("frown",)),
+        ActionUnit("AU17", "chin raiser", (_move(CHIN, dy=0.04), _move(LOWER_LIP, dy=0.03))),
+        ActionUnit("AU20", "lip stretcher", (_move(CORNERS, dx=0.08, dy=-0.01, outward=True),)),
+        ActionUnit("AU23", "lip tightener", (_move(CORNERS, dx=-0.03, outward=True),
+                                            _move((50, 51, 52, 61, 62, 63), dy=-0.01),
+                                            _move((56, 57, 58, 65, 66, 67), dy=0.01)),
+                   named=("mouth_pucker",)),
+        ActionUnit("AU25", "lips part", (_move((56, 57, 58, 65, 66, 67), dy=-0.05),
+                                        _move((61, 62, 63), dy=0.01))),
+        ActionUnit("AU26", "jaw drop", (_move((*LOWER_LIP, *CHIN), dy=-0.18), _move((5, 11), dy=-0.08)),
+                   jaw=True, named=("jaw_open",)),
+        ActionUnit("AU43", "eyes closed", (_move(UPPER_LIDS, dy=-0.07), _move(LOWER_LIDS, dy=0.01)),
+                   named=("blink",)),
+    )
+}  # fmt: skip
+
+# EMFACS-style prototypes: AU -> intensity at emotion intensity 1. A trailing "R"/"L" on an AU name moves
+# only the subject's right / left half of the face.
+EMOTIONS: dict[str, dict[str, float]] = {
+    "happiness": {"AU6": 1.0, "AU12": 1.0},
+    "sadness": {"AU1": 1.0, "AU4": 0.6, "AU15": 1.0},
+    "surprise": {"AU1": 1.0, "AU2": 1.0, "AU5": 1.0, "AU26": 0.6},
+    "fear": {"AU1": 1.0, "AU2": 0.6, "AU4": 0.6, "AU5": 1.0, "AU7": 0.5, "AU20": 1.0, "AU26": 0.4},
+    "anger": {"AU4": 1.0, "AU5": 0.6, "AU7": 1.0, "AU23": 1.0},
+    "disgust": {"AU9": 1.0, "AU10": 0.6, "AU15": 0.6, "AU17": 0.6},
+    "contempt": {"AU12R": 0.8},
+}
+
+
+class ExpressionError(RigError):
+    """An unknown emotion or action unit, an intensity outside [0, 1], or a rig with no expression space."""
+
+
+@dataclass(frozen=True)
+class ExpressionOffset:
+    """Deltas to add to a frame's parameters: expression coefficients and the jaw joint's axis-angle."""
+
+    expression: np.ndarray  # (E,) expression-coefficient delta in the rig's order
+    jaw: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (3,) jaw axis-angle delta
+    jaw_joint: int | None = None  # the rig's jaw joint index (None: the rig has none)
+
+    def __add__(self, other: ExpressionOffset) -> ExpressionOffset:
+        return ExpressionOffset(self.expression + other.expression, self.jaw + other.jaw, self.jaw_joint)
+
+    def scaled(self, factor: float) -> ExpressionOffset:
+        return ExpressionOffset(self.expression * factor, self.jaw * factor, self.jaw_joint)
+
+    def apply(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``params`` (``expression``, ``pose``, ... as :meth:`Rig.forward` takes them) with the offset added.
+
+        A shorter or missing ``expression`` is padded with zeros; a missing ``pose`` is the rest pose when
+        the offset moves the jaw. Other entries pass through unchanged.
+        """
+        out = {name: np.array(value, dtype=np.float64) for name, value in params.items()}
+        current = out.get("expression", np.zeros(0))
+        size = max(len(self.expression), current.shape[-1] if current.ndim else 0)
+        expression = np.zeros((*current.shape[:-1], size)) if current.ndim > 1 else np.zeros(size)
+        expression[..., : current.shape[-1]] = current
+        expression[..., : len(self.expression)] += self.expression
+        out["expression"] = expression
+        if self.jaw_joint is not None and np.any(self.jaw):
+            if "pose" not in out:
+                raise ExpressionError("params: a jaw offset needs 'pose' (the rig's joints × 3)")
+            pose = out["pose"]
+            if pose.shape[-1] != 3:  # flat (J * 3,) per frame
+                pose = pose.reshape(*pose.shape[:-1], -1, 3)
+            pose = pose.copy()
+            pose[..., self.jaw_joint, :] += self.jaw
+            out["pose"] = pose
+        return out
+
+
+def action_unit_offset(rig: Rig, units: Mapping[str, float]) -> ExpressionOffset:
+    """The rig's expression and jaw deltas that perform ``units`` (AU name -> intensity in [0, 1]).
+
+    Raises:
+        ExpressionError: an unknown AU, an intensity outside [0, 1], or a rig with no expression space.
+    """
+    space = _space(rig)
+    total = ExpressionOffset(np.zeros(rig.num_expressions), np.zeros(3), space.jaw_joint)
+    for name, intensity in units.items():
+        _check_intensity(f"{name} intensity", intensity)
+        total = total + _unit_solution(rig, space, name).scaled(float(intensity))
+    return total
+
+
+def emotion_offset(rig: Rig, emotion: str, intensity: float = 1.0) -> ExpressionOffset:
+    """The rig's deltas for an emotion (see :data:`EMOTIONS`) at ``intensity`` in [0, 1]."""
+    if emotion not in EMOTIONS:
+        raise ExpressionError(f"emotion: unknown {emotion!r}; known: {', '.join(EMOTIONS)}")
+    _check_intensity("intensity", intensity)
+    units = {unit: weight * float(intensity) for unit, weight in EMOTIONS[emotion].items()}
+    return action_unit_offset(rig, units)
+
+
+def target_displacement(rig: Rig, units: Mapping[str, float]) -> np.ndarray:
+    """(68, 3) landmark displacement the AUs ask for, in the rig's units and axes (what the solve aims at)."""
+    space = _space(rig)
+    return sum((_target(space, name) * float(w) for name, w in units.items()), np.zeros((68, 3)))
+
+
+def landmark_displacement(rig: Rig, offset: ExpressionOffset) -> np.ndarray:
+    """(68, 3) landmark displacement an offset makes at the rig's neutral face (exact, not linearised)."""
+    space = _space(rig)
+    rest = {"expression": np.zeros(rig.num_expressions), "pose": np.zeros((rig.num_joints, 3))}
+    params = offset.apply(rest)
+    return ibug68(rig, expression=params["expression"], pose=params["pose"]) - space.neutral
+
+
+def ibug68(rig: Rig, expression: np.ndarray | None = None, pose: np.ndarray | None = None) -> np.ndarray:
+    """The rig's 68 iBUG landmarks for an expression and pose: its first 68, or FLAME's 51 static ones
+    after its 17 contour landmarks (chosen by head yaw, as FLAME's dynamic embedding does).
+
+    Raises:
+        ExpressionError: the rig has neither.
+    """
+    if rig.num_landmarks >= 68:
+        return rig.forward(expression=expression, pose=pose).landmarks[:68]
+    if rig.num_landmarks == 51 and rig.num_dynamic_landmarks == 17:
+        landmarks = rig.forward(expression=expression, pose=pose, dynamic_landmarks=True).landmarks
+        return np.concatenate([landmarks[51:], landmarks[:51]])
+    raise ExpressionError(
+        f"rig {rig.name!r} has {rig.num_landmarks} landmarks; action units need the 68 iBUG points "
+        "(or FLAME's 51 plus its 17 contour points)"
+    )
+
+
+# ---- per rig: its landmark Jacobian and the solved units (cached) ---------------------------------
+
+
+@dataclass
+class _Space:
+    neutral: np.ndarray  # (68, 3) landmarks at the neutral face
+    frame: np.ndarray  # (3, 3) rows: the head frame's x, y, z axes in rig coordinates
+    iod: float  # inter-ocular distance, rig units
+    jacobian: np.ndarray  # (68 * 3, E) landmark motion per unit expression coefficient
+    jaw_columns: np.ndarray  # (68 * 3, 3) landmark motion per radian of jaw rotation (x, y, z)
+    jaw_joint: int | None
+    solved: dict[str, ExpressionOffset] = field(default_factory=dict)
+
+
+_SPACES: weakref.WeakKeyDictionary[Rig, _Space] = weakref.WeakKeyDictionary()
+
+
+def _space(rig: Rig) -> _Space:
+    space = _SPACES.get(rig)
+    if space is None:
+        space = _SPACES[rig] = _build_space(rig)
+    return space
+
+
+def _build_space(rig: Rig) -> _Space:
+    jaw_joint = rig.joint_names.index(JAW_JOINT) if JAW_JOINT in rig.joint_names else None
+    if rig.num_expressions == 0 and jaw_joint is None:
+        raise ExpressionError(f"rig {rig.name!r} has no expression space (no expression components, no jaw)")
+    neutral = ibug68(rig)
+    right, left = neutral[list(RIGHT_EYE)].mean(axis=0), neutral[list(LEFT_EYE)].mean(axis=0)
+    across = left - right
+    iod = float(np.linalg.norm(across))
+    x = across / iod
+    mouth = neutral[[48, 54]].mean(axis=0)
+    up = 0.5 * (left + right) - mouth
+    y = up - (up @ x) * x
+    y /= np.linalg.norm(y)
+    z = np.cross(x, y)
+    columns = []
+    for index in range(rig.num_expressions):
+        unit = np.zeros(rig.num_expressions)
+        unit[index] = 1.0
+        columns.append((ibug68(rig, expression=unit) - neutral).reshape(-1))
+    jacobian = np.stack(columns, axis=1) if columns else np.zeros((68 * 3, 0))
+    jaw_columns = np.zeros((68 * 3, 3))
+    if jaw_joint is not None:
+        for axis in range(3):
+            pose = np.zeros((rig.num_joints, 3))
+            pose[jaw_joint, axis] = JAW_STEP
+            moved = ibug68(rig, pose=pose)
+            jaw_columns[:, axis] = (moved - neutral).reshape(-1) / JAW_STEP
+    return _Space(neutral, np.stack([x, y, z]), iod, jacobian, jaw_columns, jaw_joint)
+
+
+def _unit_solution(rig: Rig, space: _Space, name: str) -> ExpressionOffset:
+    base, side = _split_side(name)
+    if base not in ACTION_UNITS:
+        raise ExpressionError(f"action unit: unknown {name!r}; known: {', '.join(ACTION_UNITS)}")
+    if name not in space.solved:
+        space.solved[name] = _solve(rig, space, ACTION_UNITS[base], _target(space, name))
+    return space.solved[name]
+
+
+def _split_side(name: str) -> tuple[str, str | None]:
+    if name[-1:] in ("L", "R") and name[:-1] in ACTION_UNITS:
+        return name[:-1], name[-1]
+    return name, None
+
+
+def _target(space: _Space, name: str) -> np.ndarray:
+    """(68, 3) rig-space displacement of one AU at intensity 1 (one side only for ``AU12R`` / ``AU12L``)."""
+    base, side = _split_side(name)
+    if base not in ACTION_UNITS:
+        raise ExpressionError(f"action unit: unknown {name!r}; known: {', '.join(ACTION_UNITS)}")
+    midline = space.neutral.mean(axis=0)
+    lateral = (space.neutral - midline) @ space.frame[0]  # + on the subject's left
+    target = np.zeros((68, 3))
+    for indices, delta, outward in ACTION_UNITS[base].moves:
+        for i in indices:
+            d = np.array(delta, dtype=np.float64)
+            if outward:
+                d[0] *= np.sign(lateral[i]) if abs(lateral[i]) > 1e-9 else 0.0
+            target[i] += d
+    if side is not None:  # keep the subject's right (x < 0) or left (x > 0) half
+        keep = lateral < 0 if side == "R" else lateral > 0
+        target[~keep] = 0.0
+    return (target @ space.frame) * space.iod
+
+
+def _solve(rig: Rig, space: _Space, unit: ActionUnit, target: np.ndarray) -> ExpressionOffset:
+    """Ridge least squares: the expression (or jaw) values whose landmark motion matches ``target``.
+
+    The ridge is the smallest that keeps every coefficient within ±:data:`COEFFICIENT_LIMIT` (PCA
+    expression spaces such as FLAME's would otherwise reach a pattern with huge, meaningless
+    coefficients); a rig's named expression matching the AU is regularised :data:`NAMED_PREFERENCE`
+    times less.
+    """
+    jaw = unit.jaw and space.jaw_joint is not None
+    basis = space.jaw_columns[:, :1] if jaw else space.jacobian  # jaw drop: rotation about the jaw's x
+    if basis.shape[1] == 0:
+        return ExpressionOffset(np.zeros(rig.num_expressions), np.zeros(3), space.jaw_joint)
+    weights = np.ones(basis.shape[1])
+    if not jaw:
+        for name in unit.named:
+            if name in rig.expression_names:
+                weights[rig.expression_names.index(name)] = NAMED_PREFERENCE
+    gram, rhs = basis.T @ basis, basis.T @ target.reshape(-1)
+    scale = float(np.trace(gram)) / len(weights) or 1.0
+
+    def solve(ridge: float) -> np.ndarray:
+        return np.linalg.solve(gram + ridge * scale * np.diag(weights), rhs)
+
+    low, high = np.log(MIN_RIDGE), np.log(MAX_RIDGE)
+    solution = solve(MIN_RIDGE)
+    if np.abs(solution).max() > COEFFICIENT_LIMIT:
+        for _ in range(40):  # bisection on log(ridge): the coefficients shrink as the ridge grows
+            middle = 0.5 * (low + high)
+            if np.abs(solve(float(np.exp(middle)))).max() > COEFFICIENT_LIMIT:
+                low = middle
+            else:
+                high = middle
+        solution = solve(float(np.exp(high)))
+    if not jaw:
+        return ExpressionOffset(solution, np.zeros(3), space.jaw_joint)
+    rotation = np.zeros(3)
+    rotation[0] = solution[0]
+    return ExpressionOffset(np.zeros(rig.num_expressions), rotation, space.jaw_joint)
+
+
+def _check_intensity(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ExpressionError(f"{name}: expected a number in [0, 1], got {value!r}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ExpressionError(f"{name}: expected a number in [0, 1], got {value}")
