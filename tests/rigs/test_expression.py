@@ -158,3 +158,12 @@ def test_a_rig_without_an_expression_space_is_refused(make_rig) -> None:  # type
 def test_an_offset_is_plain_data() -> None:
     offset = ExpressionOffset(np.array([1.0, 2.0]))
     assert offset.apply({})["expression"].tolist() == [1.0, 2.0]
+
+
+def test_the_docs_tables_are_the_module_s() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "expressions.md").read_text()
+    for emotion, units in EMOTIONS.items():
+        row = f"| {emotion} | " + " + ".join(f"{unit} {weight:g}" for unit, weight in units.items())
+        assert row in doc, f"docs/expressions.md: the {emotion} row does not match EMOTIONS"
+    for name, unit in ACTION_UNITS.items():
+        assert f"| {name} | {unit.label} |" in doc, f"docs/expressions.md has no row for {name}"
