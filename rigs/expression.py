@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .errors import RigError
 from .model import Rig
+from .sequences import ParamSequence
 
 # iBUG-68 landmark groups (subject's right = image left for a frontal face).
 RIGHT_BROW, LEFT_BROW = range(17, 22), range(22, 27)  # outer → inner, inner → outer
@@ -212,6 +213,124 @@ def ibug68(rig: Rig, expression: np.ndarray | None = None, pose: np.ndarray | No
     )
 
 
+# ---- emotion transfer on a take (NED, training-free) ---------------------------------------------
+
+# What speech moves and emotion transfer must leave as it is: the inner- and outer-lip gaps (vertical) and
+# the mouth width (horizontal), as (landmark a, landmark b, head-frame axis) of a - b.
+SPEECH_MEASURES = ((66, 62, 1), (57, 51, 1), (54, 48, 0))
+SMOOTHING_FRAMES = 2.0  # Gaussian sigma, in frames, applied to an intensity curve
+
+
+def speech_constraints(rig: Rig) -> np.ndarray:
+    """(3, E): how each expression coefficient changes the lip gaps and the mouth width (linearised at the
+    neutral face). An offset ``x`` with ``speech_constraints(rig) @ x == 0`` leaves them as they are."""
+    space = _space(rig)
+    rows = []
+    for a, b, axis in SPEECH_MEASURES:
+        direction = np.zeros((68, 3))
+        direction[a] += space.frame[axis]
+        direction[b] -= space.frame[axis]
+        rows.append(direction.reshape(-1) @ space.jacobian)
+    return np.stack(rows)
+
+
+def speech_preserving_offset(rig: Rig, emotion: str) -> ExpressionOffset:
+    """The emotion's offset at intensity 1 for a talking take: expression coefficients only (the jaw is the
+    speech's), solved to match the emotion's landmark pattern while the lip gaps and the mouth width stay
+    unchanged, so brows, eyes, cheeks and the corners' height carry the emotion."""
+    if emotion not in EMOTIONS:
+        raise ExpressionError(f"emotion: unknown {emotion!r}; known: {', '.join(EMOTIONS)}")
+    space = _space(rig)
+    units = {u: w for u, w in EMOTIONS[emotion].items() if not ACTION_UNITS[_split_side(u)[0]].jaw}
+    target = sum((_target(space, u) * w for u, w in units.items()), np.zeros((68, 3)))
+    preferred = {
+        rig.expression_names.index(name)
+        for unit in units
+        for name in ACTION_UNITS[_split_side(unit)[0]].named
+        if name in rig.expression_names
+    }
+    solution = bounded_least_squares(space.jacobian, target.reshape(-1), preferred, speech_constraints(rig))
+    return ExpressionOffset(solution, np.zeros(3), space.jaw_joint)
+
+
+def transfer_emotion(
+    rig: Rig,
+    take: ParamSequence,
+    emotion: str | None = None,
+    intensity: float | np.ndarray = 1.0,
+    reference: ParamSequence | None = None,
+) -> ParamSequence:
+    """``take`` with an emotion added to its expressions, its speech kept (NED's task, without training).
+
+    Args:
+        rig: the rig the take animates.
+        take: the performance (``rigs.sequences``: AMASS / FLAME tracker), in the rig's parameters.
+        emotion: a label of :data:`EMOTIONS`; or None with ``reference``.
+        intensity: in [0, 1], a constant or one value per frame (smoothed over ±2 frames so it cannot
+            flicker).
+        reference: a take of the same rig whose expression style to transfer: the per-frame median of its
+            expression (its offset from the neutral face), made speech-preserving the same way.
+
+    Returns:
+        A new take: the same poses (the jaw untouched), betas and translation; expressions plus the
+        offset, which keeps the inner- and outer-lip gaps and the mouth width of every frame.
+
+    Raises:
+        ExpressionError: neither or both of ``emotion`` and ``reference``, an unknown emotion, an intensity
+            outside [0, 1] or of the wrong length, a take or reference that does not fit the rig.
+    """
+    if (emotion is None) == (reference is None):
+        raise ExpressionError("transfer_emotion: give an emotion label or a reference take (one of them)")
+    _check_take("take", take, rig)
+    curve = _intensity_curve(intensity, take.num_frames)
+    if reference is not None:
+        _check_take("reference", reference, rig)
+        space = _space(rig)
+        style = np.median(_padded(reference.expression, rig.num_expressions), axis=0)
+        target = space.jacobian @ style
+        solution = bounded_least_squares(space.jacobian, target, (), speech_constraints(rig))
+        offset = ExpressionOffset(solution, np.zeros(3), space.jaw_joint)
+    else:
+        offset = speech_preserving_offset(rig, str(emotion))
+    expression = _padded(take.expression, rig.num_expressions) + curve[:, None] * offset.expression
+    return replace(take, expression=expression)
+
+
+def _check_take(name: str, take: ParamSequence, rig: Rig) -> None:
+    if take.pose.shape[1] != rig.num_joints:
+        raise ExpressionError(
+            f"{name}: a take of another rig ({take.pose.shape[1]} joints; this rig has {rig.num_joints})"
+        )
+    if take.expression.shape[1] > rig.num_expressions:
+        raise ExpressionError(
+            f"{name}: a take of another rig ({take.expression.shape[1]} expression components; this rig "
+            f"has {rig.num_expressions})"
+        )
+
+
+def _padded(expression: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros((expression.shape[0], size))
+    out[:, : expression.shape[1]] = expression
+    return out
+
+
+def _intensity_curve(intensity: float | np.ndarray, frames: int) -> np.ndarray:
+    values = np.asarray(intensity, dtype=np.float64)
+    if values.ndim == 0:
+        _check_intensity("intensity", float(values))
+        return np.full(frames, float(values))
+    if values.shape != (frames,):
+        raise ExpressionError(
+            f"intensity: expected one value per frame ({frames}), got shape {list(values.shape)}"
+        )
+    if not np.isfinite(values).all() or values.min() < 0.0 or values.max() > 1.0:
+        raise ExpressionError("intensity: every value of the curve must be in [0, 1]")
+    radius = int(np.ceil(3 * SMOOTHING_FRAMES))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / SMOOTHING_FRAMES) ** 2)
+    padded = np.pad(values, radius, mode="edge")
+    return np.convolve(padded, kernel / kernel.sum(), mode="valid")
+
+
 # ---- per rig: its landmark Jacobian and the solved units (cached) ---------------------------------
 
 
@@ -302,31 +421,49 @@ def _target(space: _Space, name: str) -> np.ndarray:
 
 
 def _solve(rig: Rig, space: _Space, unit: ActionUnit, target: np.ndarray) -> ExpressionOffset:
-    """Ridge least squares: the expression (or jaw) values whose landmark motion matches ``target``.
+    """The expression (or, for the jaw drop, jaw) values whose landmark motion matches ``target``."""
+    if unit.jaw and space.jaw_joint is not None:  # jaw drop: rotation about the jaw's x axis
+        rotation = np.zeros(3)
+        rotation[0] = bounded_least_squares(space.jaw_columns[:, :1], target.reshape(-1))[0]
+        return ExpressionOffset(np.zeros(rig.num_expressions), rotation, space.jaw_joint)
+    preferred = [rig.expression_names.index(name) for name in unit.named if name in rig.expression_names]
+    solution = bounded_least_squares(space.jacobian, target.reshape(-1), preferred)
+    return ExpressionOffset(solution, np.zeros(3), space.jaw_joint)
 
-    The ridge is the smallest that keeps every coefficient within ±:data:`COEFFICIENT_LIMIT` (PCA
-    expression spaces such as FLAME's would otherwise reach a pattern with huge, meaningless
-    coefficients); a rig's named expression matching the AU is regularised :data:`NAMED_PREFERENCE`
-    times less.
+
+def bounded_least_squares(
+    basis: np.ndarray,
+    target: np.ndarray,
+    preferred: Iterable[int] = (),
+    constraints: np.ndarray | None = None,
+) -> np.ndarray:
+    """Ridge least squares ``basis @ x ≈ target`` with every ``|x_i| <= COEFFICIENT_LIMIT``.
+
+    The ridge is the smallest that keeps the coefficients within the limit (PCA expression spaces such as
+    FLAME's would otherwise reach a pattern with huge, meaningless coefficients); ``preferred`` columns are
+    regularised :data:`NAMED_PREFERENCE` times less. ``constraints`` (k, n): ``constraints @ x = 0``
+    exactly (Lagrange multipliers).
     """
-    jaw = unit.jaw and space.jaw_joint is not None
-    basis = space.jaw_columns[:, :1] if jaw else space.jacobian  # jaw drop: rotation about the jaw's x
-    if basis.shape[1] == 0:
-        return ExpressionOffset(np.zeros(rig.num_expressions), np.zeros(3), space.jaw_joint)
-    weights = np.ones(basis.shape[1])
-    if not jaw:
-        for name in unit.named:
-            if name in rig.expression_names:
-                weights[rig.expression_names.index(name)] = NAMED_PREFERENCE
-    gram, rhs = basis.T @ basis, basis.T @ target.reshape(-1)
-    scale = float(np.trace(gram)) / len(weights) or 1.0
+    count = basis.shape[1]
+    if count == 0:
+        return np.zeros(0)
+    weights = np.ones(count)
+    weights[list(preferred)] = NAMED_PREFERENCE
+    gram, rhs = basis.T @ basis, basis.T @ target
+    scale = float(np.trace(gram)) / count or 1.0
+    rows = 0 if constraints is None else constraints.shape[0]
+    system = np.zeros((count + rows, count + rows))
+    system[count:, :count] = constraints if constraints is not None else 0.0
+    system[:count, count:] = constraints.T if constraints is not None else 0.0
+    right = np.concatenate([rhs, np.zeros(rows)])
 
     def solve(ridge: float) -> np.ndarray:
-        return np.linalg.solve(gram + ridge * scale * np.diag(weights), rhs)
+        system[:count, :count] = gram + ridge * scale * np.diag(weights)
+        return np.linalg.lstsq(system, right, rcond=None)[0][:count]
 
-    low, high = np.log(MIN_RIDGE), np.log(MAX_RIDGE)
     solution = solve(MIN_RIDGE)
     if np.abs(solution).max() > COEFFICIENT_LIMIT:
+        low, high = np.log(MIN_RIDGE), np.log(MAX_RIDGE)
         for _ in range(40):  # bisection on log(ridge): the coefficients shrink as the ridge grows
             middle = 0.5 * (low + high)
             if np.abs(solve(float(np.exp(middle)))).max() > COEFFICIENT_LIMIT:
@@ -334,11 +471,7 @@ def _solve(rig: Rig, space: _Space, unit: ActionUnit, target: np.ndarray) -> Exp
             else:
                 high = middle
         solution = solve(float(np.exp(high)))
-    if not jaw:
-        return ExpressionOffset(solution, np.zeros(3), space.jaw_joint)
-    rotation = np.zeros(3)
-    rotation[0] = solution[0]
-    return ExpressionOffset(np.zeros(rig.num_expressions), rotation, space.jaw_joint)
+    return solution
 
 
 def _check_intensity(name: str, value: object) -> None:
