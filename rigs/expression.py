@@ -18,7 +18,7 @@ Emotions are AU combinations (EMFACS-style, table in ``docs/expressions.md``), s
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -221,7 +221,7 @@ SPEECH_MEASURES = ((66, 62, 1), (57, 51, 1), (54, 48, 0))
 SMOOTHING_FRAMES = 2.0  # Gaussian sigma, in frames, applied to an intensity curve
 
 
-def speech_constraints(rig: Rig) -> np.ndarray:
+def speech_constraints(rig: Rig | ExpressionSpace) -> np.ndarray:
     """(3, E): how each expression coefficient changes the lip gaps and the mouth width (linearised at the
     neutral face). An offset ``x`` with ``speech_constraints(rig) @ x == 0`` leaves them as they are."""
     space = _space(rig)
@@ -234,7 +234,7 @@ def speech_constraints(rig: Rig) -> np.ndarray:
     return np.stack(rows)
 
 
-def speech_preserving_offset(rig: Rig, emotion: str) -> ExpressionOffset:
+def speech_preserving_offset(rig: Rig | ExpressionSpace, emotion: str) -> ExpressionOffset:
     """The emotion's offset at intensity 1 for a talking take: expression coefficients only (the jaw is the
     speech's), solved to match the emotion's landmark pattern while the lip gaps and the mouth width stay
     unchanged, so brows, eyes, cheeks and the corners' height carry the emotion."""
@@ -244,17 +244,17 @@ def speech_preserving_offset(rig: Rig, emotion: str) -> ExpressionOffset:
     units = {u: w for u, w in EMOTIONS[emotion].items() if not ACTION_UNITS[_split_side(u)[0]].jaw}
     target = sum((_target(space, u) * w for u, w in units.items()), np.zeros((68, 3)))
     preferred = {
-        rig.expression_names.index(name)
+        space.expression_names.index(name)
         for unit in units
         for name in ACTION_UNITS[_split_side(unit)[0]].named
-        if name in rig.expression_names
+        if name in space.expression_names
     }
     solution = bounded_least_squares(space.jacobian, target.reshape(-1), preferred, speech_constraints(rig))
     return ExpressionOffset(solution, np.zeros(3), space.jaw_joint)
 
 
 def transfer_emotion(
-    rig: Rig,
+    rig: Rig | ExpressionSpace,
     take: ParamSequence,
     emotion: str | None = None,
     intensity: float | np.ndarray = 1.0,
@@ -263,7 +263,7 @@ def transfer_emotion(
     """``take`` with an emotion added to its expressions, its speech kept (NED's task, without training).
 
     Args:
-        rig: the rig the take animates.
+        rig: the rig the take animates (or its :class:`ExpressionSpace`).
         take: the performance (``rigs.sequences``: AMASS / FLAME tracker), in the rig's parameters.
         emotion: a label of :data:`EMOTIONS`; or None with ``reference``.
         intensity: in [0, 1], a constant or one value per frame (smoothed over ±2 frames so it cannot
@@ -281,22 +281,22 @@ def transfer_emotion(
     """
     if (emotion is None) == (reference is None):
         raise ExpressionError("transfer_emotion: give an emotion label or a reference take (one of them)")
-    _check_take("take", take, rig)
+    space = _space(rig)
+    _check_take("take", take, space)
     curve = _intensity_curve(intensity, take.num_frames)
     if reference is not None:
-        _check_take("reference", reference, rig)
-        space = _space(rig)
-        style = np.median(_padded(reference.expression, rig.num_expressions), axis=0)
+        _check_take("reference", reference, space)
+        style = np.median(_padded(reference.expression, space.num_expressions), axis=0)
         target = space.jacobian @ style
         solution = bounded_least_squares(space.jacobian, target, (), speech_constraints(rig))
         offset = ExpressionOffset(solution, np.zeros(3), space.jaw_joint)
     else:
-        offset = speech_preserving_offset(rig, str(emotion))
-    expression = _padded(take.expression, rig.num_expressions) + curve[:, None] * offset.expression
+        offset = speech_preserving_offset(space, str(emotion))
+    expression = _padded(take.expression, space.num_expressions) + curve[:, None] * offset.expression
     return replace(take, expression=expression)
 
 
-def _check_take(name: str, take: ParamSequence, rig: Rig) -> None:
+def _check_take(name: str, take: ParamSequence, rig: ExpressionSpace) -> None:
     if take.pose.shape[1] != rig.num_joints:
         raise ExpressionError(
             f"{name}: a take of another rig ({take.pose.shape[1]} joints; this rig has {rig.num_joints})"
@@ -335,40 +335,43 @@ def _intensity_curve(intensity: float | np.ndarray, frames: int) -> np.ndarray:
 
 
 @dataclass
-class _Space:
+class ExpressionSpace:
+    """What the solves need of a rig: its landmarks at the neutral face and how its expression coefficients
+    (and jaw) move them. Built from a :class:`Rig` (cached), or by a host that has only the landmarks and
+    shape keys (:func:`expression_space`, e.g. a rig inside Blender)."""
+
     neutral: np.ndarray  # (68, 3) landmarks at the neutral face
     frame: np.ndarray  # (3, 3) rows: the head frame's x, y, z axes in rig coordinates
     iod: float  # inter-ocular distance, rig units
     jacobian: np.ndarray  # (68 * 3, E) landmark motion per unit expression coefficient
     jaw_columns: np.ndarray  # (68 * 3, 3) landmark motion per radian of jaw rotation (x, y, z)
     jaw_joint: int | None
+    expression_names: tuple[str, ...]
+    num_joints: int
     solved: dict[str, ExpressionOffset] = field(default_factory=dict)
 
+    @property
+    def num_expressions(self) -> int:
+        return int(self.jacobian.shape[1])
 
-_SPACES: weakref.WeakKeyDictionary[Rig, _Space] = weakref.WeakKeyDictionary()
+
+_SPACES: weakref.WeakKeyDictionary[Rig, ExpressionSpace] = weakref.WeakKeyDictionary()
 
 
-def _space(rig: Rig) -> _Space:
+def _space(rig: Rig | ExpressionSpace) -> ExpressionSpace:
+    if isinstance(rig, ExpressionSpace):
+        return rig
     space = _SPACES.get(rig)
     if space is None:
         space = _SPACES[rig] = _build_space(rig)
     return space
 
 
-def _build_space(rig: Rig) -> _Space:
+def _build_space(rig: Rig) -> ExpressionSpace:
     jaw_joint = rig.joint_names.index(JAW_JOINT) if JAW_JOINT in rig.joint_names else None
     if rig.num_expressions == 0 and jaw_joint is None:
         raise ExpressionError(f"rig {rig.name!r} has no expression space (no expression components, no jaw)")
     neutral = ibug68(rig)
-    right, left = neutral[list(RIGHT_EYE)].mean(axis=0), neutral[list(LEFT_EYE)].mean(axis=0)
-    across = left - right
-    iod = float(np.linalg.norm(across))
-    x = across / iod
-    mouth = neutral[[48, 54]].mean(axis=0)
-    up = 0.5 * (left + right) - mouth
-    y = up - (up @ x) * x
-    y /= np.linalg.norm(y)
-    z = np.cross(x, y)
     columns = []
     for index in range(rig.num_expressions):
         unit = np.zeros(rig.num_expressions)
@@ -382,10 +385,51 @@ def _build_space(rig: Rig) -> _Space:
             pose[jaw_joint, axis] = JAW_STEP
             moved = ibug68(rig, pose=pose)
             jaw_columns[:, axis] = (moved - neutral).reshape(-1) / JAW_STEP
-    return _Space(neutral, np.stack([x, y, z]), iod, jacobian, jaw_columns, jaw_joint)
+    return expression_space(neutral, jacobian, rig.expression_names, rig.num_joints, jaw_columns, jaw_joint)
 
 
-def _unit_solution(rig: Rig, space: _Space, name: str) -> ExpressionOffset:
+def expression_space(
+    neutral: np.ndarray,
+    jacobian: np.ndarray,
+    expression_names: Sequence[str],
+    num_joints: int,
+    jaw_columns: np.ndarray | None = None,
+    jaw_joint: int | None = None,
+) -> ExpressionSpace:
+    """An expression space from arrays: the 68 neutral landmarks (68, 3), their motion per expression
+    coefficient (68 * 3, E) and, optionally, per radian of jaw rotation (68 * 3, 3).
+
+    Raises:
+        ExpressionError: shapes that do not fit, or eyes that coincide.
+    """
+    neutral = np.asarray(neutral, dtype=np.float64)
+    jacobian = np.asarray(jacobian, dtype=np.float64)
+    if neutral.shape != (68, 3) or jacobian.ndim != 2 or jacobian.shape[0] != 68 * 3:
+        raise ExpressionError(
+            f"expression space: expected (68, 3) landmarks and a (204, E) Jacobian, got "
+            f"{list(neutral.shape)} and {list(jacobian.shape)}"
+        )
+    if len(expression_names) != jacobian.shape[1]:
+        raise ExpressionError(
+            f"expression space: {len(expression_names)} names for {jacobian.shape[1]} columns"
+        )
+    right, left = neutral[list(RIGHT_EYE)].mean(axis=0), neutral[list(LEFT_EYE)].mean(axis=0)
+    across = left - right
+    iod = float(np.linalg.norm(across))
+    if iod < 1e-12:
+        raise ExpressionError("expression space: the eyes' landmarks coincide")
+    x = across / iod
+    up = 0.5 * (left + right) - neutral[[48, 54]].mean(axis=0)
+    y = up - (up @ x) * x
+    y /= np.linalg.norm(y)
+    columns = np.zeros((68 * 3, 3)) if jaw_columns is None else np.asarray(jaw_columns, dtype=np.float64)
+    return ExpressionSpace(
+        neutral, np.stack([x, y, np.cross(x, y)]), iod, jacobian, columns, jaw_joint,
+        tuple(expression_names), int(num_joints),
+    )  # fmt: skip
+
+
+def _unit_solution(rig: Rig, space: ExpressionSpace, name: str) -> ExpressionOffset:
     base, side = _split_side(name)
     if base not in ACTION_UNITS:
         raise ExpressionError(f"action unit: unknown {name!r}; known: {', '.join(ACTION_UNITS)}")
@@ -400,7 +444,7 @@ def _split_side(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-def _target(space: _Space, name: str) -> np.ndarray:
+def _target(space: ExpressionSpace, name: str) -> np.ndarray:
     """(68, 3) rig-space displacement of one AU at intensity 1 (one side only for ``AU12R`` / ``AU12L``)."""
     base, side = _split_side(name)
     if base not in ACTION_UNITS:
@@ -420,7 +464,7 @@ def _target(space: _Space, name: str) -> np.ndarray:
     return (target @ space.frame) * space.iod
 
 
-def _solve(rig: Rig, space: _Space, unit: ActionUnit, target: np.ndarray) -> ExpressionOffset:
+def _solve(rig: Rig, space: ExpressionSpace, unit: ActionUnit, target: np.ndarray) -> ExpressionOffset:
     """The expression (or, for the jaw drop, jaw) values whose landmark motion matches ``target``."""
     if unit.jaw and space.jaw_joint is not None:  # jaw drop: rotation about the jaw's x axis
         rotation = np.zeros(3)
