@@ -10,7 +10,7 @@ import bpy
 
 import rigs
 
-from . import farm, live, operators, preferences, preview
+from . import expression, farm, live, operators, preferences, preview
 from .names import SETTINGS_PROP
 from .ui import (
     RIGSTYLE_OT_randomise_params,
@@ -48,6 +48,7 @@ classes = (
     RIGSTYLE_PT_rig,
     *operators.classes,
     *farm.classes,
+    expression.RIGSTYLE_OT_transfer_emotion,
 )
 
 

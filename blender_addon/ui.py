@@ -180,6 +180,8 @@ class RIGSTYLE_PT_rig(bpy.types.Panel):
         row = layout.row(align=True)
         row.operator(RIGSTYLE_OT_reset_params.bl_idname, text="Reset All").group = "ALL"
         row.operator(RIGSTYLE_OT_randomise_params.bl_idname, text="Randomise All").group = "ALL"
+        # onto the keyed take over the scene range, speech kept, as a new action (intensity: Adjust Last)
+        layout.operator_menu_enum("rigstyle.transfer_emotion", "emotion", text="Add Emotion to Take")
         for group, label, _ in GROUPS:
             keys, bones = _group_keys(objects, group), _group_bones(objects, group)
             if not keys and not bones:
