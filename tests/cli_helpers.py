@@ -14,3 +14,13 @@ def run_rigstyle(*args: str | Path, timeout: float = 180) -> subprocess.Complete
     return subprocess.run(
         [RIGSTYLE, *map(str, args)], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    """A user error: exit code 2 and one line ``rigstyle: error: ...`` on stderr containing ``words``."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("rigstyle: error:")
+    for word in words:
+        assert word in lines[0]

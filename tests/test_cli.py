@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_one_line_error
 from cli_helpers import run_rigstyle as run
 
 from neural_backend.serving.ports import free_port
@@ -20,15 +20,6 @@ def test_help_explains_each_command(command: list[str]) -> None:
     assert result.returncode == 0
     assert result.stdout.startswith("Usage: rigstyle")
     assert ("Example" if command else "Quick start") in result.stdout
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("rigstyle: error:")
-    for word in words:
-        assert word in lines[0]
 
 
 def test_zero_frames_is_a_one_line_error(tmp_path: Path) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import assert_one_line_error
 from cli_helpers import run_rigstyle as run
 from safetensors import safe_open
 from serving_helpers import backend_process
@@ -25,14 +25,6 @@ from neural_backend.serving.ports import free_port
 from neural_backend.stylegan2 import Generator
 
 CALIBRATED = Alignment("calibrated", 1.25, (0.05, -0.02))
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rigstyle: error:"), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def images(generator: Generator) -> torch.Tensor:

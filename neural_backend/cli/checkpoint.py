@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -13,9 +13,6 @@ from .options import (
     UserError,
     alignment_option,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @click.group()

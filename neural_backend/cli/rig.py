@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -12,9 +11,6 @@ from .options import (
     USER_ERROR_EXIT,
     UserError,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @click.group()
@@ -98,3 +94,47 @@ def rig_to_blend(
     for line in result.stdout.splitlines():
         if line.startswith("[rigstyle] "):
             click.echo(line.removeprefix("[rigstyle] "))
+
+
+@rig.command("emotion")
+@click.argument("model")
+@click.argument("take", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--emotion", help="happiness, sadness, surprise, fear, anger, disgust or contempt.")
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A take of the same rig whose expression style to transfer (instead of --emotion).",
+)
+@click.option("--intensity", default=1.0, show_default=True, type=float, help="0..1.")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Edited take (.npz)."
+)
+def rig_emotion(
+    model: str, take: Path, emotion: str | None, reference: Path | None, intensity: float, out: Path
+) -> None:
+    """Add an emotion to a take (AMASS / FLAME tracker .npz), keeping its speech: the jaw untouched, the lip
+    gaps and mouth width held; written as an AMASS-style .npz. MODEL is a rig file or "demo".
+
+    \b
+    Example:
+      rigstyle rig emotion FLAME2020/generic_model.pkl tracked.npz --emotion happiness --intensity 0.7 \\
+          --out happy.npz
+    """
+    import rigs
+    from rigs.expression import transfer_emotion
+    from rigs.sequences import load_sequence, save_sequence
+
+    try:
+        loaded = rigs.demo_head() if model == "demo" else rigs.load(model)
+        edited = transfer_emotion(
+            loaded,
+            load_sequence(take),
+            emotion,
+            intensity,
+            load_sequence(reference) if reference is not None else None,
+        )
+    except rigs.RigError as error:
+        raise UserError(str(error)) from None
+    save_sequence(out, edited)
+    mode = f"{emotion} {intensity:g}" if emotion else f"the style of {reference}"
+    click.echo(f"wrote {out}: {edited.num_frames} frames with {mode}, speech kept")
