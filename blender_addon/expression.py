@@ -15,7 +15,7 @@ from rigs.lbs import barycentric_points
 from .names import EXPRESSION_KEY_PREFIX, LANDMARK_BARY_PROP, LANDMARK_FACES_PROP, SHAPE_KEY_PREFIX
 from .rig_builder import RigObjects
 from .rig_params import find_rig, joint_names, shape_keys
-from .sequences import _fcurves, _write_fcurve, export_sequence
+from .sequences import export_sequence, fcurves_of, write_fcurve
 
 
 def rig_expression_space(objects: RigObjects) -> ExpressionSpace:
@@ -86,11 +86,11 @@ def apply_emotion(
         action = bpy.data.actions.new(f"{key.name} Action")
     action.name = f"{previous.name if previous else key.name} {emotion} {intensity:.2f}"
     animation.action = action
-    fcurves = _fcurves(key)
+    fcurves = fcurves_of(key)
     frames = np.arange(frame_start, frame_end + 1, dtype=np.float64)
     for index, block in enumerate(shape_keys(objects, EXPRESSION_KEY_PREFIX)):
         path = f'key_blocks["{block.name}"].value'
-        _write_fcurve(fcurves, path, 0, frames, edited.expression[:, index], "expression")
+        write_fcurve(fcurves, path, 0, frames, edited.expression[:, index], "expression")
     return action
 
 

@@ -56,24 +56,24 @@ def import_sequence(
     sequence = resample(sequence, scene_fps(scene))
     frames = frame_start + np.arange(sequence.num_frames, dtype=np.float64)
 
-    armature = _fcurves(objects.armature)
+    armature = fcurves_of(objects.armature)
     quats = continuous_quaternions(quaternions_from_rotvecs(sequence.pose))  # (T, J, 4)
     for joint, name in enumerate(joints):
         path = f'pose.bones["{name}"].rotation_quaternion'
         for component in range(4):
-            _write_fcurve(armature, path, component, frames, quats[:, joint, component], name)
+            write_fcurve(armature, path, component, frames, quats[:, joint, component], name)
     root_path = f'pose.bones["{joints[0]}"].location'
     for component in range(3):
-        _write_fcurve(armature, root_path, component, frames, sequence.transl[:, component], joints[0])
+        write_fcurve(armature, root_path, component, frames, sequence.transl[:, component], joints[0])
 
-    keys = _fcurves(objects.mesh.data.shape_keys)
+    keys = fcurves_of(objects.mesh.data.shape_keys)
     betas = sequence.betas if sequence.betas.ndim == 2 else sequence.betas[None]
     beta_frames = frames if sequence.betas.ndim == 2 else frames[:1]
     for index, key in enumerate(betas_keys[: betas.shape[1]]):
-        _write_fcurve(keys, f'key_blocks["{key.name}"].value', 0, beta_frames, betas[:, index], "identity")
+        write_fcurve(keys, f'key_blocks["{key.name}"].value', 0, beta_frames, betas[:, index], "identity")
     for index, key in enumerate(expression_keys[: sequence.expression.shape[1]]):
         path = f'key_blocks["{key.name}"].value'
-        _write_fcurve(keys, path, 0, frames, sequence.expression[:, index], "expression")
+        write_fcurve(keys, path, 0, frames, sequence.expression[:, index], "expression")
     return sequence.num_frames
 
 
@@ -123,7 +123,7 @@ def export_sequence(
     )
 
 
-def _fcurves(owner: bpy.types.ID) -> bpy.types.bpy_prop_collection:
+def fcurves_of(owner: bpy.types.ID) -> bpy.types.bpy_prop_collection:
     """The F-curve collection animating ``owner``, creating animation data, action (and slot) as needed.
 
     Blender 4.4+ (slotted actions; 5.0 has nothing else): the F-curves live in the channelbag of
@@ -142,7 +142,7 @@ def _fcurves(owner: bpy.types.ID) -> bpy.types.bpy_prop_collection:
 
 
 def _existing_fcurves(owner: bpy.types.ID) -> bpy.types.bpy_prop_collection | None:
-    """The F-curve collection animating ``owner`` (see :func:`_fcurves`), or None; creates nothing."""
+    """The F-curve collection animating ``owner`` (see :func:`fcurves_of`), or None; creates nothing."""
     animation = owner.animation_data
     if animation is None or animation.action is None:
         return None
@@ -164,7 +164,7 @@ def _new_fcurve(
     return fcurves.new(data_path, index=index, **{keyword: group})
 
 
-def _write_fcurve(
+def write_fcurve(
     fcurves: bpy.types.bpy_prop_collection,
     data_path: str,
     index: int,
