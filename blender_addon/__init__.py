@@ -10,7 +10,7 @@ import bpy
 
 import rigs
 
-from . import expression, farm, live, operators, preferences, preview
+from . import expression, farm, live, operators, preference, preferences, preview
 from .names import SETTINGS_PROP
 from .ui import (
     RIGSTYLE_OT_randomise_params,
@@ -49,6 +49,7 @@ classes = (
     *operators.classes,
     *farm.classes,
     expression.RIGSTYLE_OT_transfer_emotion,
+    *preference.classes,
 )
 
 
@@ -57,6 +58,7 @@ def register() -> None:
         bpy.utils.register_class(cls)
     setattr(bpy.types.Object, SETTINGS_PROP, bpy.props.PointerProperty(type=RIGSTYLE_PG_rig_settings))
     operators.register_properties()
+    preference.register_properties()
     bpy.types.VIEW3D_MT_add.append(_menu_add)
     live.install_handlers()
 
@@ -66,6 +68,7 @@ def unregister() -> None:
     preview.close_session()
     preferences.stop_local_backends()
     operators.unregister_properties()
+    preference.unregister_properties()
     bpy.types.VIEW3D_MT_add.remove(_menu_add)
     delattr(bpy.types.Object, SETTINGS_PROP)
     for cls in reversed(classes):

@@ -6,13 +6,30 @@ data (the basis and expression shape keys at the landmarks' barycentric points) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import bpy
 import numpy as np
 
-from rigs.expression import EMOTIONS, ExpressionError, ExpressionSpace, expression_space, transfer_emotion
-from rigs.lbs import barycentric_points
+from rigs.expression import (
+    EMOTIONS,
+    JAW_JOINT,
+    JAW_STEP,
+    ExpressionError,
+    ExpressionSpace,
+    expression_space,
+    transfer_emotion,
+)
+from rigs.lbs import barycentric_points, rodrigues
 
-from .names import EXPRESSION_KEY_PREFIX, LANDMARK_BARY_PROP, LANDMARK_FACES_PROP, SHAPE_KEY_PREFIX
+from .live import live_rig
+from .names import (
+    DEFORM_BONE_PREFIX,
+    EXPRESSION_KEY_PREFIX,
+    LANDMARK_BARY_PROP,
+    LANDMARK_FACES_PROP,
+    SHAPE_KEY_PREFIX,
+)
 from .rig_builder import RigObjects
 from .rig_params import find_rig, joint_names, shape_keys
 from .sequences import export_sequence, fcurves_of, write_fcurve
@@ -20,7 +37,8 @@ from .sequences import export_sequence, fcurves_of, write_fcurve
 
 def rig_expression_space(objects: RigObjects) -> ExpressionSpace:
     """The rig's landmarks at its neutral expression (current identity keys) and their motion per
-    expression key, measured on the mesh's shape keys (rest pose).
+    expression key, measured on the mesh's shape keys (rest pose), and per radian of jaw rotation
+    (:func:`jaw_columns`), as ``rigs.expression`` measures them on the model.
 
     Raises:
         ExpressionError: the rig has no 68 landmarks or no expression keys.
@@ -57,7 +75,48 @@ def rig_expression_space(objects: RigObjects) -> ExpressionSpace:
         for k in expressions
     ]
     names = tuple(k.name.removeprefix(EXPRESSION_KEY_PREFIX) for k in expressions)
-    return expression_space(landmarks, np.stack(columns, axis=1), names, len(joint_names(objects)))
+    joints = joint_names(objects)
+    jaw = joints.index(JAW_JOINT) if JAW_JOINT in joints else None
+
+    def landmarks_of(vertices: np.ndarray) -> np.ndarray:
+        return barycentric_points(vertices, faces, landmark_faces, bary)
+
+    jaw_motion = None if jaw is None else jaw_columns(objects, jaw, neutral, landmarks_of)
+    return expression_space(landmarks, np.stack(columns, axis=1), names, len(joints), jaw_motion, jaw)
+
+
+def jaw_columns(
+    objects: RigObjects, jaw: int, neutral: np.ndarray, landmarks_of: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """(68 * 3, 3) landmark motion per radian of jaw rotation about x, y, z at the neutral face: linear
+    blend skinning of the jaw and the joints below it about the jaw joint, plus the jaw's pose correctives,
+    by the same forward difference (:data:`JAW_STEP`) as ``rigs.expression`` takes on the model."""
+    live = live_rig(objects.mesh.data)
+    below = {jaw}
+    for joint, parent in enumerate(live.parents):  # parents precede children in model order
+        if parent in below:
+            below.add(joint)
+    groups = {objects.mesh.vertex_groups[DEFORM_BONE_PREFIX + live.joint_names[j]].index for j in below}
+    weights = np.zeros(len(neutral))
+    for vertex in objects.mesh.data.vertices:
+        weights[vertex.index] = sum(g.weight for g in vertex.groups if g.group in groups)
+    blocks = objects.mesh.data.shape_keys.key_blocks
+    coefficients = np.array(
+        [blocks[name].value if name.startswith(SHAPE_KEY_PREFIX) else 0.0 for name in live.coeff_key_names]
+    )
+    offsets = (live.joint_dirs @ coefficients).reshape(-1, 3)
+    pivot = np.asarray(objects.armature.data.bones[live.joint_names[jaw]].head_local) + offsets[jaw]
+    correctives = live.posedirs[(jaw - 1) * 9 : jaw * 9].astype(np.float64).reshape(3, 3, -1, 3)
+    rest = landmarks_of(neutral)
+    columns = np.zeros((68 * 3, 3))
+    for axis in range(3):
+        step = np.zeros(3)
+        step[axis] = JAW_STEP
+        turn = rodrigues(step[None])[0] - np.eye(3)
+        corrected = neutral + np.einsum("rc,rcvk->vk", turn, correctives)
+        moved = corrected + weights[:, None] * ((corrected - pivot) @ turn.T)
+        columns[:, axis] = (landmarks_of(moved) - rest).reshape(-1) / JAW_STEP
+    return columns
 
 
 def apply_emotion(

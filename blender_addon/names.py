@@ -21,6 +21,7 @@ PLAIN_IMAGE = "RigStyle Plain Render"  # image (and compositor node) of the plai
 REFINED_SWITCH = "RigStyle Refined Switch"  # compositor Switch node: on shows refined, off the plain render
 PREVIOUS_COMPOSITOR_PROP = "rigstyle_previous_compositor"  # scene custom property: what wiring replaced
 PREVIEW_IMAGE = "RigStyle Preview"  # image the live preview writes into
+CANDIDATES_IMAGE = "RigStyle A or B"  # image of the "A or B?" search: candidate A left, B right
 CORRECTIVE_KEY = "pose_correctives"  # shape key (value 1) rewritten on every frame with the pose correctives
 # The live-rig arrays live in a Text datablock that no object uses, so the depsgraph never copies them.
 LIVE_DATA_PROP = "rigstyle_live_data"  # mesh data custom property: name of its live-data Text datablock

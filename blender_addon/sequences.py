@@ -141,7 +141,7 @@ def fcurves_of(owner: bpy.types.ID) -> bpy.types.bpy_prop_collection:
     return anim_utils.action_ensure_channelbag_for_slot(animation.action, animation.action_slot).fcurves
 
 
-def _existing_fcurves(owner: bpy.types.ID) -> bpy.types.bpy_prop_collection | None:
+def existing_fcurves(owner: bpy.types.ID) -> bpy.types.bpy_prop_collection | None:
     """The F-curve collection animating ``owner`` (see :func:`fcurves_of`), or None; creates nothing."""
     animation = owner.animation_data
     if animation is None or animation.action is None:
@@ -154,7 +154,7 @@ def _existing_fcurves(owner: bpy.types.ID) -> bpy.types.bpy_prop_collection | No
     return channelbag.fcurves if channelbag is not None else None
 
 
-def _new_fcurve(
+def new_fcurve(
     fcurves: bpy.types.bpy_prop_collection, data_path: str, index: int, group: str
 ) -> bpy.types.FCurve:
     """``fcurves.new`` in ``group``: the keyword is ``group_name`` on a channelbag (Blender 4.4+) and
@@ -176,7 +176,7 @@ def write_fcurve(
     existing = fcurves.find(data_path, index=index)
     if existing is not None:
         fcurves.remove(existing)
-    fcurve = _new_fcurve(fcurves, data_path, index, group)
+    fcurve = new_fcurve(fcurves, data_path, index, group)
     points = fcurve.keyframe_points
     points.add(len(frames))
     points.foreach_set("co", np.stack([frames, values], axis=1).astype(np.float32).ravel())
@@ -188,7 +188,7 @@ def _channel(
     owner: bpy.types.ID, data_path: str, index: int, frames: np.ndarray, current: float
 ) -> np.ndarray:
     """Values of ``data_path[index]`` at ``frames`` from its F-curve, or ``current`` when it has none."""
-    fcurves = _existing_fcurves(owner)
+    fcurves = existing_fcurves(owner)
     fcurve = fcurves.find(data_path, index=index) if fcurves is not None else None
     if fcurve is None:
         return np.full(len(frames), float(current))

@@ -14,22 +14,10 @@ from PIL import Image, ImageDraw
 
 import rigs
 from neural_backend.images.color import srgb_from_linear
-from neural_backend.refine.param_render import render_passes
+from neural_backend.refine.param_render import front_camera, render_passes
 from rigs.expression import EMOTIONS, emotion_offset
 
 SIZE = 256
-
-
-def front_camera(rig: rigs.Rig) -> tuple[np.ndarray, np.ndarray]:
-    """A camera in front of the face, the face filling the middle of the frame."""
-    focal = 50.0 / 36.0 * SIZE
-    intrinsics = np.array([[focal, 0.0, SIZE / 2], [0.0, focal, SIZE / 2], [0.0, 0.0, 1.0]])
-    landmarks = rig.forward().landmarks
-    centre = landmarks.mean(axis=0)
-    distance = focal * float(np.ptp(landmarks[:, 1])) / (0.8 * SIZE)  # brow to chin: 80% of the frame
-    extrinsics = np.diag([1.0, -1.0, -1.0, 1.0])  # looks down world -Z at the face, which faces +Z
-    extrinsics[:3, 3] = -extrinsics[:3, :3] @ (centre + [0.0, 0.0, distance])
-    return intrinsics, extrinsics
 
 
 def main() -> None:
@@ -37,7 +25,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/images/expressions.png"))
     args = parser.parse_args()
     head = rigs.demo_head()
-    intrinsics, extrinsics = front_camera(head)
+    intrinsics, extrinsics = front_camera(head, SIZE)
     rest = {"expression": np.zeros(head.num_expressions), "pose": np.zeros((head.num_joints, 3))}
     cells = [("neutral", rest)] + [(name, emotion_offset(head, name, 1.0).apply(rest)) for name in EMOTIONS]
     columns = 4

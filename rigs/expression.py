@@ -158,21 +158,21 @@ class ExpressionOffset:
         return out
 
 
-def action_unit_offset(rig: Rig, units: Mapping[str, float]) -> ExpressionOffset:
+def action_unit_offset(rig: Rig | ExpressionSpace, units: Mapping[str, float]) -> ExpressionOffset:
     """The rig's expression and jaw deltas that perform ``units`` (AU name -> intensity in [0, 1]).
 
     Raises:
         ExpressionError: an unknown AU, an intensity outside [0, 1], or a rig with no expression space.
     """
-    space = _space(rig)
+    space = space_of(rig)
     total = ExpressionOffset(np.zeros(rig.num_expressions), np.zeros(3), space.jaw_joint)
     for name, intensity in units.items():
         _check_intensity(f"{name} intensity", intensity)
-        total = total + _unit_solution(rig, space, name).scaled(float(intensity))
+        total = total + _unit_solution(space, name).scaled(float(intensity))
     return total
 
 
-def emotion_offset(rig: Rig, emotion: str, intensity: float = 1.0) -> ExpressionOffset:
+def emotion_offset(rig: Rig | ExpressionSpace, emotion: str, intensity: float = 1.0) -> ExpressionOffset:
     """The rig's deltas for an emotion (see :data:`EMOTIONS`) at ``intensity`` in [0, 1]."""
     if emotion not in EMOTIONS:
         raise ExpressionError(f"emotion: unknown {emotion!r}; known: {', '.join(EMOTIONS)}")
@@ -183,13 +183,13 @@ def emotion_offset(rig: Rig, emotion: str, intensity: float = 1.0) -> Expression
 
 def target_displacement(rig: Rig, units: Mapping[str, float]) -> np.ndarray:
     """(68, 3) landmark displacement the AUs ask for, in the rig's units and axes (what the solve aims at)."""
-    space = _space(rig)
+    space = space_of(rig)
     return sum((_target(space, name) * float(w) for name, w in units.items()), np.zeros((68, 3)))
 
 
 def landmark_displacement(rig: Rig, offset: ExpressionOffset) -> np.ndarray:
     """(68, 3) landmark displacement an offset makes at the rig's neutral face (exact, not linearised)."""
-    space = _space(rig)
+    space = space_of(rig)
     rest = {"expression": np.zeros(rig.num_expressions), "pose": np.zeros((rig.num_joints, 3))}
     params = offset.apply(rest)
     return ibug68(rig, expression=params["expression"], pose=params["pose"]) - space.neutral
@@ -224,7 +224,7 @@ SMOOTHING_FRAMES = 2.0  # Gaussian sigma, in frames, applied to an intensity cur
 def speech_constraints(rig: Rig | ExpressionSpace) -> np.ndarray:
     """(3, E): how each expression coefficient changes the lip gaps and the mouth width (linearised at the
     neutral face). An offset ``x`` with ``speech_constraints(rig) @ x == 0`` leaves them as they are."""
-    space = _space(rig)
+    space = space_of(rig)
     rows = []
     for a, b, axis in SPEECH_MEASURES:
         direction = np.zeros((68, 3))
@@ -240,7 +240,7 @@ def speech_preserving_offset(rig: Rig | ExpressionSpace, emotion: str) -> Expres
     unchanged, so brows, eyes, cheeks and the corners' height carry the emotion."""
     if emotion not in EMOTIONS:
         raise ExpressionError(f"emotion: unknown {emotion!r}; known: {', '.join(EMOTIONS)}")
-    space = _space(rig)
+    space = space_of(rig)
     units = {u: w for u, w in EMOTIONS[emotion].items() if not ACTION_UNITS[_split_side(u)[0]].jaw}
     target = sum((_target(space, u) * w for u, w in units.items()), np.zeros((68, 3)))
     preferred = {
@@ -281,7 +281,7 @@ def transfer_emotion(
     """
     if (emotion is None) == (reference is None):
         raise ExpressionError("transfer_emotion: give an emotion label or a reference take (one of them)")
-    space = _space(rig)
+    space = space_of(rig)
     _check_take("take", take, space)
     curve = _intensity_curve(intensity, take.num_frames)
     if reference is not None:
@@ -358,7 +358,8 @@ class ExpressionSpace:
 _SPACES: weakref.WeakKeyDictionary[Rig, ExpressionSpace] = weakref.WeakKeyDictionary()
 
 
-def _space(rig: Rig | ExpressionSpace) -> ExpressionSpace:
+def space_of(rig: Rig | ExpressionSpace) -> ExpressionSpace:
+    """The rig's expression space, built once per rig and cached (a space is returned as it is)."""
     if isinstance(rig, ExpressionSpace):
         return rig
     space = _SPACES.get(rig)
@@ -429,12 +430,12 @@ def expression_space(
     )  # fmt: skip
 
 
-def _unit_solution(rig: Rig, space: ExpressionSpace, name: str) -> ExpressionOffset:
+def _unit_solution(space: ExpressionSpace, name: str) -> ExpressionOffset:
     base, side = _split_side(name)
     if base not in ACTION_UNITS:
         raise ExpressionError(f"action unit: unknown {name!r}; known: {', '.join(ACTION_UNITS)}")
     if name not in space.solved:
-        space.solved[name] = _solve(rig, space, ACTION_UNITS[base], _target(space, name))
+        space.solved[name] = _solve(space, ACTION_UNITS[base], _target(space, name))
     return space.solved[name]
 
 
@@ -464,13 +465,13 @@ def _target(space: ExpressionSpace, name: str) -> np.ndarray:
     return (target @ space.frame) * space.iod
 
 
-def _solve(rig: Rig, space: ExpressionSpace, unit: ActionUnit, target: np.ndarray) -> ExpressionOffset:
+def _solve(space: ExpressionSpace, unit: ActionUnit, target: np.ndarray) -> ExpressionOffset:
     """The expression (or, for the jaw drop, jaw) values whose landmark motion matches ``target``."""
     if unit.jaw and space.jaw_joint is not None:  # jaw drop: rotation about the jaw's x axis
         rotation = np.zeros(3)
         rotation[0] = bounded_least_squares(space.jaw_columns[:, :1], target.reshape(-1))[0]
-        return ExpressionOffset(np.zeros(rig.num_expressions), rotation, space.jaw_joint)
-    preferred = [rig.expression_names.index(name) for name in unit.named if name in rig.expression_names]
+        return ExpressionOffset(np.zeros(space.num_expressions), rotation, space.jaw_joint)
+    preferred = [space.expression_names.index(n) for n in unit.named if n in space.expression_names]
     solution = bounded_least_squares(space.jacobian, target.reshape(-1), preferred)
     return ExpressionOffset(solution, np.zeros(3), space.jaw_joint)
 

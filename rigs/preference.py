@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import RigError
-from .expression import ACTION_UNITS, EMOTIONS, ExpressionOffset, action_unit_offset, emotion_offset
+from .expression import (
+    ACTION_UNITS,
+    EMOTIONS,
+    ExpressionOffset,
+    ExpressionSpace,
+    action_unit_offset,
+    emotion_offset,
+)
 from .model import Rig
 
 PRIOR_SD = 0.3  # the Gaussian prior about the box's centre: about the spread of a uniform one on [0, 1]
@@ -133,8 +140,9 @@ class PreferenceSession:
         picks = rng.choice(len(inside), size=len(inside), p=weights / weights.sum())
         return inside[picks]
 
-    def offset(self, rig: Rig, values: np.ndarray | None = None) -> ExpressionOffset:
-        """The rig's expression offset for control values (default: the estimate)."""
+    def offset(self, rig: Rig | ExpressionSpace, values: np.ndarray | None = None) -> ExpressionOffset:
+        """The rig's expression offset for control values (default: the estimate); ``rig`` may be its
+        :class:`ExpressionSpace` (a rig inside a DCC)."""
         values = self.estimate()[0] if values is None else np.clip(np.asarray(values, dtype=np.float64), 0, 1)
         total = ExpressionOffset(np.zeros(rig.num_expressions), np.zeros(3), None)
         for name, value in zip(self.controls, values, strict=True):

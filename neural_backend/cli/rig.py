@@ -1,4 +1,4 @@
-"""``rigstyle rig info | to-blend``: FLAME / SMPL-X model files."""
+"""``rigstyle rig info | to-blend | emotion | prefer``: FLAME / SMPL-X model files and their expressions."""
 
 from __future__ import annotations
 
@@ -138,3 +138,47 @@ def rig_emotion(
     save_sequence(out, edited)
     mode = f"{emotion} {intensity:g}" if emotion else f"the style of {reference}"
     click.echo(f"wrote {out}: {edited.num_frames} frames with {mode}, speech kept")
+
+
+@rig.command("prefer")
+@click.argument("model")
+@click.option(
+    "--controls",
+    required=True,
+    help="2 to 6 action units or emotions, comma-separated (happiness,surprise or AU12,AU4).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Makes the session repeatable.")
+@click.option(
+    "--noise", default=10.0, show_default=True, type=float, help="How reliably you answer (larger: more)."
+)
+@click.option(
+    "--queries", default=30, show_default=True, type=click.IntRange(min=1), help="Most pairs asked."
+)
+@click.option(
+    "--answers",
+    help='The answers, instead of asking on stdin: "abn-b" or "a,b,n" (n or -: can\'t tell; q: finish).',
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the pictures and the estimate.",
+)
+def rig_prefer(
+    model: str, controls: str, seed: int, noise: float, queries: int, answers: str | None, out: Path
+) -> None:
+    """Find an expression by answering "A or B?" (PrefGen's search on a rig), without Blender. MODEL is a
+    rig file or "demo".
+
+    Each pair is rendered to OUT/query_NN.png (A left, B right); answer a, b, n (can't tell) or q (finish)
+    on stdin. At the end the estimate is printed (mean ± sd per control) and written to OUT/estimate.json,
+    OUT/estimate.png and OUT/expression.npz (the rig's expression and jaw offsets, to apply in any DCC).
+
+    \b
+    Example:
+      rigstyle rig prefer demo --controls happiness,surprise --out prefer_out
+    """
+    from .prefer import run_preference
+
+    names = [name.strip() for name in controls.split(",") if name.strip()]
+    run_preference(model, names, seed, noise, queries, answers, out, sys.stdin)

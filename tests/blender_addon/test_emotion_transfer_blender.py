@@ -16,7 +16,7 @@ from blender_addon.rig_builder import build_rig
 from blender_addon.rig_params import find_rig
 from blender_addon.sequences import export_sequence, import_sequence
 from rigs.demo.talking import talking_take
-from rigs.expression import ExpressionError, speech_preserving_offset
+from rigs.expression import ExpressionError, action_unit_offset, space_of, speech_preserving_offset
 from rigs.sequences import load_sequence
 
 pytestmark = pytest.mark.blender
@@ -52,6 +52,14 @@ def test_the_space_read_from_blender_is_the_rig_s(tmp_path: Path) -> None:
         speech_preserving_offset(space, "happiness").expression,
         speech_preserving_offset(head, "happiness").expression,
         atol=1e-3,  # Blender stores shape keys in float32
+    )
+    model = space_of(head)
+    assert space.jaw_joint == model.jaw_joint == head.joint_names.index("jaw")
+    scale = np.abs(model.jaw_columns).max()
+    assert scale > 0
+    np.testing.assert_allclose(space.jaw_columns, model.jaw_columns, atol=1e-4 * scale)
+    np.testing.assert_allclose(
+        action_unit_offset(space, {"AU26": 1.0}).jaw, action_unit_offset(head, {"AU26": 1.0}).jaw, rtol=1e-3
     )
 
 
