@@ -15,7 +15,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from ..protocol.messages import LIST_SHOTS, MESSAGES
+from ..protocol.messages import LIST_SHOTS, MESSAGES, DirectionWeights
 from ..protocol.passes import FramePasses, ParamsRequest, RefinedFrame
 from ..protocol.saved_state import SavedShotState
 from ..protocol.shm import Segment, SegmentInfo, host_id, layout, pack
@@ -186,6 +186,7 @@ class Client:
         on_progress: OnProgress | None = None,
         pti: bool | None = None,
         end_shot: bool = True,
+        directions: DirectionWeights | None = None,
     ) -> RefinedShot:
         """Refine a shot jointly (final quality): upload every frame, then one ``refine_shot`` request.
 
@@ -199,6 +200,8 @@ class Client:
             on_progress: receives progress events.
             pti: pivotal tuning for this shot (None: the backend's default).
             end_shot: drop the shot's state on the backend afterwards.
+            directions: latent directions of the rig's expression controls, weighted per frame (the
+                backend measures each on first use; ``RefinedShot.directions`` reports their consistency).
 
         Raises:
             BackendError: the backend refused a frame (nothing is refined; its held frames stay, so
@@ -210,7 +213,9 @@ class Client:
         for passes in frames:
             self.add_frame(passes)
         timeout = self.timeout * len(frames) if timeout is None else timeout
-        return self.refine_held_shot(frames[0].shot, timeout, on_result, on_progress, pti, end_shot)
+        return self.refine_held_shot(
+            frames[0].shot, timeout, on_result, on_progress, pti, end_shot, directions=directions
+        )
 
     def refine_held_shot(
         self,
@@ -222,6 +227,7 @@ class Client:
         end_shot: bool = True,
         cancelled: Cancelled | None = None,
         return_state: bool = False,
+        directions: DirectionWeights | None = None,
     ) -> RefinedShot:
         """Refine the frames already sent with :meth:`add_frame` (see :meth:`refine_shot`).
 
@@ -236,6 +242,8 @@ class Client:
             fields["pti"] = pti
         if return_state:
             fields["return_state"] = True
+        if directions is not None:
+            fields["directions"] = directions.to_field()
         refined: list[RefinedFrame] = []
 
         def collect(frame: RefinedFrame) -> None:
@@ -253,7 +261,8 @@ class Client:
                 state = SavedShotState.from_message(reply)
             except ProtocolError as exc:
                 raise BackendError("bad_reply", f"the shot state in the reply is malformed: {exc}") from None
-        return RefinedShot(frames=refined, metrics=metrics, state=state)
+        report = reply.fields.get("directions", {})
+        return RefinedShot(frames=refined, metrics=metrics, state=state, directions=report)
 
     def stream_shot(
         self,

@@ -7,7 +7,7 @@ Error codes are the protocol's (``docs/protocol.md``) plus three of the client's
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol.passes import RefinedFrame
@@ -73,3 +73,4 @@ class RefinedShot:
     frames: list[RefinedFrame]
     metrics: dict[str, float]
     state: SavedShotState | None = None  # the shot's state after its last frame, when asked for
+    directions: dict[str, dict[str, float]] = field(default_factory=dict)  # per control: its consistency

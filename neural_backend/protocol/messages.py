@@ -15,11 +15,14 @@ No torch, no sockets.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from rigs.expression import ACTION_UNITS, EMOTIONS
 
 from .passes import REFINE_PARAMS, FramePasses, ParamsRequest, PassError
 from .saved_state import SET_SHOT_STATE, SavedShotState
@@ -46,6 +49,7 @@ SHELL = "shell"
 CONTROL = "control"
 WORK = "work"
 LIST_SHOTS = "list_shots"
+MAX_DIRECTION_WEIGHT = 3.0  # |weight| of a latent direction: measured for intensities 0..1
 MODES = ("final", "preview")  # refine_frame / refine_params quality; preview is fast and approximate
 
 
@@ -85,17 +89,80 @@ class FrameWork:
 
 
 @dataclass(frozen=True)
+class DirectionWeights:
+    """``refine_shot``'s ``directions``: the latent directions of a rig's expression controls, measured by
+    the backend (``refine/directions.py``), added to the shot's latents with one weight per held frame."""
+
+    rig: str  # a rig the backend knows (``demo``, or one given with ``rigstyle serve --rig``)
+    weights: dict[str, tuple[float, ...]]  # control (emotion or action unit) -> one weight per frame
+
+    @classmethod
+    def from_field(cls, value: Any) -> DirectionWeights:
+        if not isinstance(value, dict) or set(value) != {"rig", "weights"}:
+            raise PassError('directions: expected {"rig": NAME, "weights": {CONTROL: [weight per frame]}}')
+        rig, weights = value["rig"], value["weights"]
+        if not isinstance(rig, str) or not rig:
+            raise PassError("directions.rig: expected a rig name")
+        if not isinstance(weights, dict) or not weights:
+            raise PassError("directions.weights: expected at least one control")
+        known = (*EMOTIONS, *ACTION_UNITS)
+        parsed = {}
+        for control, values in weights.items():
+            if control not in known:
+                raise PassError(f"directions.weights: unknown control {control!r}; known: {', '.join(known)}")
+            if not isinstance(values, list) or not all(_is_number(v) for v in values):
+                raise PassError(f"directions.weights.{control}: expected a list of numbers, one per frame")
+            if not all(math.isfinite(v) and abs(v) <= MAX_DIRECTION_WEIGHT for v in values):
+                raise PassError(
+                    f"directions.weights.{control}: expected finite weights within ±{MAX_DIRECTION_WEIGHT:g}"
+                )
+            parsed[control] = tuple(float(v) for v in values)
+        return cls(rig, parsed)
+
+    @property
+    def controls(self) -> tuple[str, ...]:
+        return tuple(self.weights)
+
+    def to_field(self) -> dict[str, Any]:
+        return {"rig": self.rig, "weights": {c: list(v) for c, v in self.weights.items()}}
+
+    def matrix(self, frames: int) -> np.ndarray:
+        """(frames, controls) weights.
+
+        Raises:
+            PassError: a control without one weight per frame.
+        """
+        for control, values in self.weights.items():
+            if len(values) != frames:
+                raise PassError(
+                    f"directions.weights.{control}: {len(values)} weights for a shot of {frames} held frames"
+                )
+        return np.array([self.weights[c] for c in self.controls], dtype=np.float64).T.reshape(frames, -1)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
 class ShotRequest:
     """``refine_shot``: refine the frames held for ``shot`` jointly."""
 
     shot: str
     pti: bool | None = None  # pivotal tuning: None = the server's setting
     return_state: bool = False  # put the shot's state in the reply (for set_shot_state elsewhere)
+    directions: DirectionWeights | None = None  # latent directions weighted per frame (none: no edit)
 
     @classmethod
     def from_message(cls, message: Message) -> ShotRequest:
         fields = message.fields
-        return cls(shot_id(fields), flag(fields, "pti", None), bool(flag(fields, "return_state", False)))
+        directions = fields.get("directions")
+        return cls(
+            shot_id(fields),
+            flag(fields, "pti", None),
+            bool(flag(fields, "return_state", False)),
+            None if directions is None else DirectionWeights.from_field(directions),
+        )
 
 
 @dataclass(frozen=True)

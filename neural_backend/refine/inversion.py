@@ -150,7 +150,7 @@ def invert_shot(
     offsets = torch.zeros(count, *start.shape[1:], device=start.device, requires_grad=True)
     optimizer = torch.optim.Adam([identity, offsets] if train_identity else [offsets], lr=schedule.lr)
     with torch.no_grad():
-        cache = _synthesize(generator, identity.expand(count, -1, -1), chunk)  # latest output per frame
+        cache = synthesize(generator, identity.expand(count, -1, -1), chunk)  # latest output per frame
     for step in range(schedule.steps):
         for group in optimizer.param_groups:
             group["lr"] = schedule.lr * schedule.factor(step)
@@ -174,11 +174,12 @@ def invert_shot(
             on_step("invert", step + 1, schedule.steps, total)
     latents = (identity + offsets).detach()
     with torch.no_grad():
-        images = _synthesize(generator, latents, chunk)
+        images = synthesize(generator, latents, chunk)
     return ShotFit(latents=latents, images=images, identity=identity.detach())
 
 
-def _synthesize(generator: Generator, latents: torch.Tensor, chunk: int) -> torch.Tensor:
+def synthesize(generator: Generator, latents: torch.Tensor, chunk: int) -> torch.Tensor:
+    """The generator's outputs (T, 3, s, s) for W+ ``latents``, ``chunk`` frames per pass (const noise)."""
     parts = [
         generator.synthesis(latents[i : i + chunk], noise_mode="const") for i in range(0, len(latents), chunk)
     ]
@@ -287,7 +288,7 @@ def tune_generator(
     tuned.requires_grad_(False)
     tuned.synthesis.requires_grad_(True)
     with torch.no_grad():
-        before = _synthesize(generator, latents, chunk)
+        before = synthesize(generator, latents, chunk)
     optimizer = torch.optim.Adam(list(tuned.synthesis.parameters()), lr=schedule.lr)
     count = len(frames)
     for step in range(schedule.steps):

@@ -35,8 +35,18 @@ from ..protocol.saved_state import SavedShotState
 from ..stylegan2 import Discriminator, Generator
 from .alignment import warp_to_crop, warp_to_frame
 from .composite import BlendConfig, blend, head_area, reproject
+from .directions import LatentEdit
 from .framing import FFHQ, Alignment, AlignmentError, crop_matrix, face_quad, smooth_quad_causal, smooth_quads
-from .inversion import CropFrame, LossWeights, Schedule, StepCallback, invert_shot, masked_mse, tune_generator
+from .inversion import (
+    CropFrame,
+    LossWeights,
+    Schedule,
+    StepCallback,
+    invert_shot,
+    masked_mse,
+    synthesize,
+    tune_generator,
+)
 from .losses import PerceptualLoss, make_perceptual
 from .motion import crop_flow, flow_valid, latent_drift, masked_psnr, temporal_warp_error
 
@@ -299,6 +309,7 @@ class Refiner:
         pti: bool | None = None,
         on_step: StepCallback | None = None,
         on_frame: FrameCallback | None = None,
+        edit: LatentEdit | None = None,
     ) -> ShotResult:
         """Refine a whole shot jointly; each frame goes to ``on_frame`` as soon as it is composited.
 
@@ -310,6 +321,8 @@ class Refiner:
             pti: pivotal tuning after the inversion (None: ``config.pti``).
             on_step: progress per optimisation step: phase 'invert' or 'pti', step, steps, loss.
             on_frame: receives each refined frame.
+            edit: latent directions added to the fitted latents with a weight per frame (one row of
+                ``edit.weights`` per frame), after the fit and any tuning.
 
         Raises:
             RefineError: a frame without a usable face or skin (nothing is refined), or frames from
@@ -318,6 +331,10 @@ class Refiner:
         start_time = time.perf_counter()
         cfg = self.config
         self._check_shot(frames)
+        if edit is not None and len(edit.weights) != len(frames):
+            raise RefineError(
+                f"direction weights: {len(edit.weights)} rows for a shot of {len(frames)} frames"
+            )
         state = state if state is not None else ShotState()
         previous = state.previous
         quads = np.stack([check_face(passes, self.alignment) for passes in frames])
@@ -349,7 +366,7 @@ class Refiner:
             chunk=cfg.chunk,
             on_step=on_step,
         )
-        images, steps = fit.images, cfg.shot_steps
+        images, steps, latents, generator = fit.images, cfg.shot_steps, fit.latents, self.generator
         if (cfg.pti if pti is None else pti) and cfg.pti_steps > 0:
             tuned = tune_generator(
                 self.generator,
@@ -362,22 +379,22 @@ class Refiner:
                 cfg.chunk,
                 on_step,
             )
+            generator = tuned
             with torch.no_grad():
-                images = torch.cat(
-                    [
-                        tuned.synthesis(fit.latents[i : i + cfg.chunk], noise_mode="const")
-                        for i in range(0, len(crops), cfg.chunk)
-                    ]
-                )
+                images = synthesize(tuned, latents, cfg.chunk)
             steps += cfg.pti_steps
             if cfg.pti_dir is not None:
                 _save_tuned(tuned, cfg.pti_dir, frames[0].shot)
+        if edit is not None:
+            latents = latents + edit.offsets(self.device)
+            with torch.no_grad():
+                images = synthesize(generator, latents, cfg.chunk)
         seconds = (time.perf_counter() - start_time) / len(frames)
         frame_metrics: dict[int, dict[str, float]] = {}
         drift_from = previous
         for index, frame in enumerate(prepared):
             composite_start = time.perf_counter()
-            latent, image = fit.latents[index : index + 1], images[index : index + 1]
+            latent, image = latents[index : index + 1], images[index : index + 1]
             follows = last is not None and last.frame == frame.passes.frame - 1
             result, last = self._finish(frame, latent, image, last if follows else None)
             if index == 0 and drift_from is not None and "latent_drift" not in result.metrics:
@@ -400,6 +417,24 @@ class Refiner:
             metrics=shot_metrics(frame_metrics, time.perf_counter() - start_time),
             frame_metrics=frame_metrics,
         )
+
+    def invert_frames(
+        self, frames: Sequence[FramePasses], weights: LossWeights | None = None
+    ) -> torch.Tensor:
+        """(T, num_ws, w_dim) W+ latents of frames fitted jointly (one shared identity latent, an offset
+        per frame) with the shot's steps and ``weights`` (default: the config's), nothing composited.
+
+        Raises:
+            RefineError: a frame without a usable face or skin.
+        """
+        quads = [check_face(passes, self.alignment) for passes in frames]
+        crops = [self._prepare(passes, quad, None).crop for passes, quad in zip(frames, quads, strict=True)]
+        cfg = self.config
+        fit = invert_shot(
+            self.generator, crops, self._w_avg(), cfg.schedule(cfg.shot_steps, cfg.lr),
+            cfg.weights if weights is None else weights, self.perceptual, chunk=cfg.chunk,
+        )  # fmt: skip
+        return fit.latents
 
     # ---- shared steps ----------------------------------------------------------------------------
 

@@ -175,6 +175,8 @@ class RequestCore:
     def _refine_shot(self, request: ShotRequest, shot: Shot, events: WorkEvents, request_id: int) -> Message:
         frames = self.held.take(request.shot)
         try:
+            if request.directions is not None:
+                request.directions.matrix(len(frames))  # one weight per held frame, or bad_field
             outcome = self.engine.refine_shot(request, frames, shot.state, events)
         except BaseException:
             self.held.restore(request.shot, frames)  # nothing is lost: fix a frame and retry

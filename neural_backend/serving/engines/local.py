@@ -23,10 +23,11 @@ from rigs import load as load_rig
 from ...checkpoints.io import read_checkpoint
 from ...checkpoints.names import FACE_PRIOR_NAME, UNTRAINED_NAME
 from ...farm.shot_folder import file_sha256
-from ...protocol.messages import MODES, FrameWork, ShotRequest
+from ...protocol.messages import MODES, DirectionWeights, FrameWork, ShotRequest
 from ...protocol.passes import FramePasses, ParamsRequest, PassError
 from ...protocol.saved_state import SavedShotState
 from ...protocol.wire import ERR_REFINE_FAILED, ProtocolError
+from ...refine.directions import LatentEdit, RigDirections, measure_directions
 from ...refine.framing import FFHQ, Alignment
 from ...refine.refiner import Previous, RefineConfig, RefineError, Refiner, ShotState
 from ...stylegan2 import Discriminator, Generator
@@ -92,6 +93,7 @@ class LocalEngine:
         self.refiner = Refiner(generator, refine, device, discriminator, encoder, alignment)
         self.resolution = int(generator.img_resolution)
         self.rigs = dict(rigs or {})  # name -> Rig for refine_params; 'demo' is added on first use
+        self.directions: dict[tuple[str, str], RigDirections] = {}  # (rig, control) -> measured once
         # torch threads for the worker thread, set there on its first request (see load_engine)
         self._threads = threads
         self._worker_ident: int | None = None
@@ -142,23 +144,53 @@ class LocalEngine:
         self._use_threads()
         shot = state if isinstance(state, ShotState) else ShotState()
         with _refine_failures():
+            edit, fields = self.shot_edit(request.directions, len(frames))
             result = self.refiner.refine_shot(
-                frames, shot, pti=request.pti, on_step=events.step, on_frame=events.frame
+                frames, shot, pti=request.pti, on_step=events.step, on_frame=events.frame, edit=edit
             )
-        return ShotOutcome(result.frames, result.metrics, result.frame_metrics, shot)
+        return ShotOutcome(result.frames, result.metrics, result.frame_metrics, shot, fields)
+
+    def shot_edit(
+        self, directions: DirectionWeights | None, frames: int
+    ) -> tuple[LatentEdit | None, dict[str, Any]]:
+        """The latent edit a ``refine_shot`` asks for, its directions measured on first use (seconds, on
+        this generator) and kept; and the reply's ``directions`` field: each control's consistency."""
+        if directions is None:
+            return None, {}
+        weights = directions.matrix(frames)
+        rig = self.rig(directions.rig)
+        missing = [c for c in directions.controls if (directions.rig, c) not in self.directions]
+        if missing:
+            measured = measure_directions(self.refiner, rig, missing)
+            for control in missing:
+                self.directions[(directions.rig, control)] = measured
+        found = [self.directions[(directions.rig, c)] for c in directions.controls]
+        vectors = torch.stack([d.vector(c) for d, c in zip(found, directions.controls, strict=True)])
+        report = {
+            c: {"consistency": d.consistency[d.controls.index(c)]}
+            for d, c in zip(found, directions.controls, strict=True)
+        }
+        return LatentEdit.smoothed(vectors, weights), {"directions": report}
+
+    def rig(self, name: str) -> Rig:
+        """A rig this backend knows by name (``demo`` is built on first use).
+
+        Raises:
+            PassError: an unknown name (``bad_field``).
+        """
+        if name == DEMO_RIG and DEMO_RIG not in self.rigs:
+            self.rigs[DEMO_RIG] = demo_head()
+        rig = self.rigs.get(name)
+        if rig is None:
+            raise PassError(f"rig: unknown rig {name!r}; this backend has {sorted({*self.rigs, DEMO_RIG})}")
+        return rig
 
     def render_params(self, request: ParamsRequest) -> FramePasses:
         """The passes of a params-only request, rendered with pyrender from the named rig."""
         from ...refine.param_render import render_passes  # imports pyrender (EGL) only when first needed
 
-        if request.rig == DEMO_RIG and DEMO_RIG not in self.rigs:
-            self.rigs[DEMO_RIG] = demo_head()
-        rig = self.rigs.get(request.rig)
-        if rig is None:
-            raise PassError(
-                f"rig: unknown rig {request.rig!r}; this backend has {sorted({*self.rigs, DEMO_RIG})}"
-            )
         size = (request.height, request.width)
+        rig = self.rig(request.rig)
         return render_passes(
             rig, request.params, request.intrinsics, request.extrinsics, size, request.shot, request.frame,
             world_from_rig=request.world_from_rig,

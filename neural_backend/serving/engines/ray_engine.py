@@ -31,13 +31,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from ray import serve
 
-from ...protocol.messages import FrameWork, ShotRequest
+from ...protocol.messages import DirectionWeights, FrameWork, ShotRequest
 from ...protocol.passes import FramePasses, ParamsRequest, RefinedFrame
 from ...protocol.saved_state import SavedShotState
 from ...protocol.wire import ERR_BUSY, ERR_INTERNAL, ERR_REFINE_FAILED, ProtocolError
@@ -122,6 +122,7 @@ class ShotReply:
     frame_metrics: dict[int, dict[str, float]]
     state: SavedShotState | None  # the shot's state after its last frame
     replica: str
+    fields: dict[str, Any] = field(default_factory=dict)  # more reply fields (``directions``)
 
 
 # ---- the deployment -------------------------------------------------------------------------------
@@ -156,9 +157,13 @@ class RefinerReplica:
         }
 
     async def refine_shot(
-        self, frames: list[FramePasses], state: SavedShotState | None, pti: bool | None
+        self,
+        frames: list[FramePasses],
+        state: SavedShotState | None,
+        pti: bool | None,
+        directions: DirectionWeights | None = None,
     ) -> ShotReply | Failure:
-        return await asyncio.to_thread(self._guarded, self._shot, frames, state, pti)
+        return await asyncio.to_thread(self._guarded, self._shot, frames, state, pti, directions)
 
     async def refine_frame(self, request: FrameRequest) -> FrameReply | Failure:
         """A final-quality frame: not batched."""
@@ -195,12 +200,19 @@ class RefinerReplica:
             return None
         return state.previous.to_saved(shot, self._backend.generator_id)
 
-    def _shot(self, frames: list[FramePasses], saved: SavedShotState | None, pti: bool | None) -> ShotReply:
+    def _shot(
+        self,
+        frames: list[FramePasses],
+        saved: SavedShotState | None,
+        pti: bool | None,
+        directions: DirectionWeights | None,
+    ) -> ShotReply:
         state = self._restore(saved)
         refined: list[RefinedFrame] = []
-        result = self._refiner.refine_shot(frames, state, pti=pti, on_frame=refined.append)
+        edit, fields = self._backend.shot_edit(directions, len(frames))
+        result = self._refiner.refine_shot(frames, state, pti=pti, on_frame=refined.append, edit=edit)
         new = self._saved(state, result.shot)
-        return ShotReply(refined, result.metrics, result.frame_metrics, new, self.name)
+        return ShotReply(refined, result.metrics, result.frame_metrics, new, self.name, fields)
 
     def _frame(self, request: FrameRequest, batch: int) -> FrameReply:
         passes = request.passes
@@ -309,12 +321,13 @@ class RayEngine:
         self, request: ShotRequest, frames: list[FramePasses], state: object | None, events: WorkEvents
     ) -> ShotOutcome:
         saved = state if isinstance(state, SavedShotState) else None
-        reply = self._wait(self._handle.refine_shot.remote(frames, saved, request.pti), events)
+        remote = self._handle.refine_shot.remote(frames, saved, request.pti, request.directions)
+        reply = self._wait(remote, events)
         self._count(reply.replica)
         for refined in reply.frames:
             events.frame(refined)
         frames_done = [refined.frame for refined in reply.frames]
-        fields = {"replica": reply.replica}
+        fields = {"replica": reply.replica, **reply.fields}
         return ShotOutcome(frames_done, reply.metrics, reply.frame_metrics, reply.state, fields)
 
     def _wait(self, response: DeploymentResponse | DeploymentResponseGenerator, events: WorkEvents) -> Any:
