@@ -418,6 +418,14 @@ class Refiner:
             frame_metrics=frame_metrics,
         )
 
+    def crop(self, passes: FramePasses) -> CropFrame:
+        """The frame's aligned crop as the generator is fitted to it: the render (sRGB in [-1, 1]) and skin.
+
+        Raises:
+            RefineError: no usable face or skin.
+        """
+        return self._prepare(passes, check_face(passes, self.alignment), None).crop
+
     def invert_frames(
         self, frames: Sequence[FramePasses], weights: LossWeights | None = None
     ) -> torch.Tensor:

@@ -408,7 +408,7 @@ class Server:
                 f"no protocol version in common: client {versions!r}, server {list(SUPPORTED_VERSIONS)}",
                 message.id,
             )
-        capabilities = ["progress", "cancel", "deadline"]
+        capabilities = ["progress", "cancel", "deadline", "directions"]
         fields: dict[str, Any] = {
             "version": max(common),
             "server": "rigstyle",
