@@ -40,13 +40,13 @@ from neural_backend.checkpoints.io import read_checkpoint  # noqa: E402
 from neural_backend.images.color import srgb_from_linear  # noqa: E402
 from neural_backend.protocol.passes import FramePasses, RefinedFrame  # noqa: E402
 from neural_backend.refine.directions import (  # noqa: E402
-    LatentEdit,
     RigDirections,
     control_offset,
     measure_directions,
     rest_params,
 )
 from neural_backend.refine.inversion import synthesize  # noqa: E402
+from neural_backend.refine.latent_edit import LatentEdit  # noqa: E402
 from neural_backend.refine.param_render import front_camera, render_passes  # noqa: E402
 from neural_backend.refine.refiner import RefineConfig, Refiner, ShotState  # noqa: E402
 from rigs.demo.talking import talking_take  # noqa: E402

@@ -9,15 +9,13 @@ difference; the differences are averaged into the control's direction: the W+ ch
 control. How well the pairs agree (their mean cosine) says how much the direction is the control's rather
 than noise.
 
-:class:`LatentEdit` applies directions to a shot: a per-frame weight per direction, smoothed over time so
-it cannot flicker, added to every frame's fitted latent (the identity is not touched).
+``latent_edit.LatentEdit`` applies them to a shot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,12 +23,10 @@ import torch
 from rigs import Rig
 from rigs.expression import ACTION_UNITS, EMOTIONS, action_unit_offset, emotion_offset
 
-from ..protocol.messages import MAX_DIRECTION_WEIGHT as MAX_WEIGHT
 from ..protocol.passes import FramePasses
 from .inversion import LossWeights
-
-if TYPE_CHECKING:
-    from .refiner import Refiner
+from .latent_edit import DirectionError
+from .refiner import Refiner
 
 YAWS = (-0.15, 0.0, 0.15)  # radians of the root joint about the vertical: the base poses averaged over
 RENDER_SIZE = 256  # pixels of the square renders that are inverted
@@ -40,11 +36,6 @@ RENDER_SIZE = 256  # pixels of the square renders that are inverted
 # the largest but noisiest directions (consistency 0.55-0.64, most change outside the skin); 0.5 the
 # steadiest but a third smaller; 0.1 the best agreement with the rig's change (corr 0.59-0.66).
 OFFSET_WEIGHT = 0.1
-SMOOTHING_FRAMES = 2.0  # Gaussian sigma (frames) of a shot's direction weights
-
-
-class DirectionError(ValueError):
-    """An unknown control, or direction weights that do not fit the shot."""
 
 
 @dataclass(frozen=True)
@@ -135,39 +126,3 @@ def measure_directions(
     weights = LossWeights(perceptual=refiner.config.weights.perceptual, offset=OFFSET_WEIGHT)
     latents = refiner.invert_frames(renders, weights)
     return directions_from_latents(latents.cpu(), controls, len(yaws))
-
-
-@dataclass(frozen=True)
-class LatentEdit:
-    """Directions added to a shot's fitted latents with a weight per frame and direction."""
-
-    vectors: torch.Tensor  # (C, num_ws, w_dim)
-    weights: np.ndarray  # (T, C) per frame, smoothed over time
-
-    @classmethod
-    def smoothed(cls, vectors: torch.Tensor, weights: np.ndarray) -> LatentEdit:
-        """An edit whose weights are smoothed with a Gaussian of :data:`SMOOTHING_FRAMES` (edges held).
-
-        Raises:
-            DirectionError: weights not (T, C) for C vectors, not finite or beyond ±:data:`MAX_WEIGHT`.
-        """
-        weights = np.asarray(weights, dtype=np.float64)
-        if weights.ndim != 2 or weights.shape[1] != len(vectors):
-            raise DirectionError(
-                f"direction weights: expected (frames, {len(vectors)}), got {list(weights.shape)}"
-            )
-        if not np.isfinite(weights).all() or np.abs(weights).max(initial=0.0) > MAX_WEIGHT:
-            raise DirectionError(f"direction weights: expected finite values within ±{MAX_WEIGHT:g}")
-        radius = int(np.ceil(3 * SMOOTHING_FRAMES))
-        kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / SMOOTHING_FRAMES) ** 2)
-        kernel /= kernel.sum()
-        padded = np.pad(weights, ((radius, radius), (0, 0)), mode="edge")
-        smooth = np.stack(
-            [np.convolve(padded[:, c], kernel, mode="valid") for c in range(weights.shape[1])], 1
-        )
-        return cls(vectors, smooth)
-
-    def offsets(self, device: torch.device | str) -> torch.Tensor:
-        """(T, num_ws, w_dim) the latent change of every frame."""
-        weights = torch.from_numpy(self.weights).to(device, self.vectors.dtype)
-        return torch.einsum("tc,cwd->twd", weights, self.vectors.to(device))

@@ -35,7 +35,6 @@ from ..protocol.saved_state import SavedShotState
 from ..stylegan2 import Discriminator, Generator
 from .alignment import warp_to_crop, warp_to_frame
 from .composite import BlendConfig, blend, head_area, reproject
-from .directions import LatentEdit
 from .framing import FFHQ, Alignment, AlignmentError, crop_matrix, face_quad, smooth_quad_causal, smooth_quads
 from .inversion import (
     CropFrame,
@@ -47,6 +46,7 @@ from .inversion import (
     synthesize,
     tune_generator,
 )
+from .latent_edit import LatentEdit
 from .losses import PerceptualLoss, make_perceptual
 from .motion import crop_flow, flow_valid, latent_drift, masked_psnr, temporal_warp_error
 

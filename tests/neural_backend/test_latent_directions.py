@@ -19,11 +19,11 @@ from neural_backend.protocol.messages import DirectionWeights
 from neural_backend.protocol.passes import FramePasses, PassError
 from neural_backend.refine.directions import (
     DirectionError,
-    LatentEdit,
     direction_renders,
     directions_from_latents,
     measure_directions,
 )
+from neural_backend.refine.latent_edit import LatentEdit
 from neural_backend.refine.param_render import front_camera, render_passes
 from neural_backend.refine.refiner import RefineConfig, Refiner, ShotState
 

@@ -27,8 +27,9 @@ from ...protocol.messages import MODES, DirectionWeights, FrameWork, ShotRequest
 from ...protocol.passes import FramePasses, ParamsRequest, PassError
 from ...protocol.saved_state import SavedShotState
 from ...protocol.wire import ERR_REFINE_FAILED, ProtocolError
-from ...refine.directions import LatentEdit, RigDirections, measure_directions
+from ...refine.directions import RigDirections, measure_directions
 from ...refine.framing import FFHQ, Alignment
+from ...refine.latent_edit import LatentEdit
 from ...refine.refiner import Previous, RefineConfig, RefineError, Refiner, ShotState
 from ...stylegan2 import Discriminator, Generator
 from ..core import RequestCore
