@@ -178,3 +178,6 @@ class RIGSTYLE_OT_transfer_emotion(bpy.types.Operator):
             return {"CANCELLED"}
         self.report({"INFO"}, f"new action {action.name!r}")
         return {"FINISHED"}
+
+
+classes = (RIGSTYLE_OT_transfer_emotion,)

@@ -234,12 +234,13 @@ WINDOW_MANAGER_PROPERTIES = {
 classes = (RIGSTYLE_OT_render_shot, RIGSTYLE_OT_preview, RIGSTYLE_PT_render)
 
 
-def register_properties() -> None:
+def install() -> None:
     for name, prop in WINDOW_MANAGER_PROPERTIES.items():
         setattr(bpy.types.WindowManager, name, prop)
 
 
-def unregister_properties() -> None:
+def uninstall() -> None:
+    preview.close_session()
     for name in WINDOW_MANAGER_PROPERTIES:
         delattr(bpy.types.WindowManager, name)
 

@@ -499,10 +499,10 @@ classes = (
 )
 
 
-def register_properties() -> None:
+def install() -> None:
     bpy.types.Scene.rigstyle_preference = bpy.props.PointerProperty(type=RIGSTYLE_PG_preference)
 
 
-def unregister_properties() -> None:
+def uninstall() -> None:
     del bpy.types.Scene.rigstyle_preference
     clear_sessions()

@@ -119,3 +119,7 @@ def stop_local_backends() -> None:
         if backend.running():
             backend.process.terminate()
     _local.clear()
+
+
+def uninstall() -> None:
+    stop_local_backends()

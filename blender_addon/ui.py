@@ -10,6 +10,8 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
+import rigs
+
 from .names import EXPRESSION_KEY_PREFIX, RIG_NAME_PROP, SETTINGS_PROP, SHAPE_KEY_PREFIX
 from .rig_builder import RigObjects
 from .rig_params import find_rig, joint_names, shape_keys
@@ -199,3 +201,42 @@ class RIGSTYLE_PT_rig(bpy.types.Panel):
             if group == "BODY":
                 root = objects.armature.pose.bones[joint_names(objects)[0]]
                 column.prop(root, "location", text="Translation")
+
+
+class RIGSTYLE_OT_add_demo_head(bpy.types.Operator):
+    """Add the licence-free procedural demo head (mesh, armature, shape keys) to the scene"""
+
+    bl_idname = "rigstyle.add_demo_head"
+    bl_label = "Add RigStyle Demo Head"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from .rig_builder import build_rig
+
+        objects = build_rig(rigs.demo_head(), "RigStyle Demo Head", context.collection)
+        context.view_layer.objects.active = objects.armature
+        return {"FINISHED"}
+
+
+def _menu_add(self: bpy.types.Menu, context: bpy.types.Context) -> None:
+    self.layout.operator(RIGSTYLE_OT_add_demo_head.bl_idname, icon="USER")
+
+
+classes = (
+    RIGSTYLE_PG_rig_settings,
+    RIGSTYLE_OT_add_demo_head,
+    RIGSTYLE_OT_reset_params,
+    RIGSTYLE_OT_randomise_params,
+    RIGSTYLE_PT_rig,
+)
+
+
+def install() -> None:
+    """The per-rig settings pointer and the Add menu entry (after the classes are registered)."""
+    setattr(bpy.types.Object, SETTINGS_PROP, bpy.props.PointerProperty(type=RIGSTYLE_PG_rig_settings))
+    bpy.types.VIEW3D_MT_add.append(_menu_add)
+
+
+def uninstall() -> None:
+    bpy.types.VIEW3D_MT_add.remove(_menu_add)
+    delattr(bpy.types.Object, SETTINGS_PROP)
