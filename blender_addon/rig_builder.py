@@ -30,6 +30,7 @@ from .names import (
     CORRECTIVE_KEY,
     DEFORM_BONE_PREFIX,
     EXPRESSION_KEY_PREFIX,
+    HAND_MEAN_PROP,
     INTERNAL_BONE_COLLECTION,
     LANDMARK_BARY_PROP,
     LANDMARK_FACES_PROP,
@@ -120,6 +121,8 @@ def _build_armature(rig: Rig, name: str, collection: bpy.types.Collection) -> bp
     armature = bpy.data.objects.new(name, data)
     armature.rotation_euler = (math.pi / 2, 0.0, 0.0)
     armature[RIG_NAME_PROP] = rig.name
+    if rig.hand_mean.shape == (2, 45):  # SMPL-X's mean hand pose: the "relaxed" hand preset
+        armature[HAND_MEAN_PROP] = rig.hand_mean.ravel().tolist()
     collection.objects.link(armature)
     previous_active = bpy.context.view_layer.objects.active
     bpy.context.view_layer.objects.active = armature

@@ -73,9 +73,7 @@ def set_params(
         bone = bones.get(joint) if joint in joints else None
         if bone is None:
             raise KeyError(f"joint {joint!r} is not a bone of {objects.armature.name}")
-        bone.rotation_quaternion = quaternion_from_rotvec(rotvec)
-        if keyframe_at is not None:
-            bone.keyframe_insert("rotation_quaternion", frame=keyframe_at)
+        set_bone_rotation(bone, quaternion_from_rotvec(rotvec), keyframe_at)
     if transl is not None:
         root = bones[joints[0]]
         root.location = tuple(float(v) for v in transl)
@@ -87,6 +85,32 @@ def _set_key(key: bpy.types.ShapeKey, value: float, keyframe_at: int | None) -> 
     key.value = value
     if keyframe_at is not None:
         key.keyframe_insert("value", frame=keyframe_at)
+
+
+def rotation_channel(bone: bpy.types.PoseBone) -> str:
+    """The property that holds ``bone``'s rotation in its rotation mode (what keying must key)."""
+    if bone.rotation_mode == "QUATERNION":
+        return "rotation_quaternion"
+    if bone.rotation_mode == "AXIS_ANGLE":
+        return "rotation_axis_angle"
+    return "rotation_euler"
+
+
+def set_bone_rotation(
+    bone: bpy.types.PoseBone, rotation: mathutils.Quaternion, key_at: int | None = None
+) -> None:
+    """Set ``bone``'s rotation, written in its own rotation mode (an Euler bone stays Euler, its angles
+    continuous with the current ones), and key that channel at ``key_at``."""
+    mode = bone.rotation_mode
+    if mode == "QUATERNION":
+        bone.rotation_quaternion = rotation
+    elif mode == "AXIS_ANGLE":
+        axis, angle = rotation.to_axis_angle()
+        bone.rotation_axis_angle = (angle, *axis)
+    else:
+        bone.rotation_euler = rotation.to_euler(mode, bone.rotation_euler)
+    if key_at is not None:
+        bone.keyframe_insert(rotation_channel(bone), frame=key_at)
 
 
 def quaternion_from_rotvec(rotvec: np.ndarray) -> mathutils.Quaternion:

@@ -122,3 +122,54 @@ def compose_pose(
         if hand >= 0 and not flat_hand_mean and rig.hand_mean.shape[1] == 3 * len(joints):
             pose[list(joints)] += rig.hand_mean[hand].reshape(-1, 3)
     return pose
+
+
+# ---- hand presets ---------------------------------------------------------------------------------------
+
+HAND_PRESETS = ("relaxed", "flat", "fist")
+PALM_NORMAL = np.array([0.0, -1.0, 0.0])  # SMPL-X's rest hands: arms out, palms down (-Y)
+FIST_DEGREES = {1: 70.0, 2: 90.0, 3: 60.0}  # flexion per finger segment (knuckle, middle, tip)
+THUMB_DEGREES = {1: 25.0, 2: 35.0, 3: 45.0}
+RELAXED_SHARE = 0.25  # "relaxed" without a mean hand pose: a quarter of the fist
+
+
+def hand_preset(
+    joint_names: tuple[str, ...],
+    rest_joints: np.ndarray,
+    preset: str,
+    hand_mean: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Axis-angle rotations of every finger joint (SMPL-X naming) for a hand preset.
+
+    ``flat``: all zero. ``fist``: each segment flexed towards the palm about the axis across it (from the
+    rest joint positions: the segment's direction crossed with the palm normal, so it works for either
+    hand), by :data:`FIST_DEGREES` (the thumb by :data:`THUMB_DEGREES`). ``relaxed``: the model's mean hand
+    pose (``hand_mean``, (2, 45) left/right, as SMPL-X files carry it), else a quarter of the fist.
+
+    Raises:
+        RigError: an unknown preset, or a rig without SMPL-X finger joints.
+    """
+    if preset not in HAND_PRESETS:
+        raise RigError(f"hand preset: unknown {preset!r}; known: {', '.join(HAND_PRESETS)}")
+    rest_joints = np.asarray(rest_joints, dtype=np.float64)
+    index = {name: i for i, name in enumerate(joint_names)}
+    pose: dict[str, np.ndarray] = {}
+    for hand, side in enumerate(("left", "right")):
+        names = [f"{side}_{j}" for j in _HAND]
+        if not all(name in index for name in names):
+            raise RigError(f"hand preset: the rig has no {side} finger joints (SMPL-X naming)")
+        if preset == "relaxed" and hand_mean is not None and np.asarray(hand_mean).shape == (2, 45):
+            mean = np.asarray(hand_mean, dtype=np.float64)[hand].reshape(15, 3)
+            pose.update({name: mean[k] for k, name in enumerate(names)})
+            continue
+        share = RELAXED_SHARE if preset == "relaxed" else 0.0 if preset == "flat" else 1.0
+        for finger in _FINGERS:
+            chain = [f"{side}_{finger}{k}" for k in (1, 2, 3)]
+            points = rest_joints[[index[name] for name in chain]]
+            for segment, name in enumerate(chain, start=1):
+                along = points[min(segment, 2)] - points[min(segment, 2) - 1]
+                axis = np.cross(along, PALM_NORMAL)
+                norm = float(np.linalg.norm(axis))
+                degrees = (THUMB_DEGREES if finger == "thumb" else FIST_DEGREES)[segment] * share
+                pose[name] = axis / norm * np.radians(degrees) if norm > 1e-12 else np.zeros(3)
+    return pose

@@ -1,4 +1,4 @@
-"""The add-on registers into real Blender, its operators add, reset and randomise a rig, and it unregisters
+"""The add-on registers into real Blender, its operators add, reset and randomize a rig, and it unregisters
 cleanly (classes, the settings property and the live handlers)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.blender
 CLASS_NAMES = (  # property groups are registered too, but not exposed in bpy.types
     "RIGSTYLE_OT_add_demo_head",
     "RIGSTYLE_OT_reset_params",
-    "RIGSTYLE_OT_randomise_params",
+    "RIGSTYLE_OT_randomize_params",
     "RIGSTYLE_PT_rig",
     "RIGSTYLE_OT_render_shot",
     "RIGSTYLE_OT_preview",
@@ -51,10 +51,10 @@ def test_register_add_demo_head_unregister() -> None:
         bpy.context.view_layer.objects.active = objects.armature
         objects.armature.rigstyle.random_seed = 3
 
-        assert bpy.ops.rigstyle.randomise_params(group="EXPRESSION") == {"FINISHED"}
+        assert bpy.ops.rigstyle.randomize_params(group="EXPRESSION") == {"FINISHED"}
         params = read_params(objects)
         assert np.abs(params["expression"]).max() > 0 and np.abs(params["pose"]).max() == 0
-        assert bpy.ops.rigstyle.randomise_params(group="HEAD") == {"FINISHED"}
+        assert bpy.ops.rigstyle.randomize_params(group="HEAD") == {"FINISHED"}
         assert np.abs(read_params(objects)["pose"][1:]).max() > 0, "neck, jaw and eyes turned"
         assert bpy.ops.rigstyle.reset_params(group="ALL") == {"FINISHED"}
         params = read_params(objects)
