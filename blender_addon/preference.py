@@ -39,6 +39,8 @@ from .rig_params import joint_names, read_params, set_params, shape_keys
 from .sequences import existing_fcurves, export_sequence, fcurves_of, new_fcurve
 from .ui import context_rig
 
+iface_ = bpy.app.translations.pgettext_iface  # translated UI text with values filled in after
+
 CAN_NOT_TELL = "-"  # the answer string's "can't tell"
 GAP = 8  # pixels between the two candidates in the side-by-side image
 GAP_COLOUR = 0.8  # linear grey of the gap
@@ -460,7 +462,8 @@ class RIGSTYLE_PT_preference(bpy.types.Panel):
         layout = self.layout
         settings = settings_of(context.scene)
         chosen = [name for name, _, _ in CONTROL_ITEMS if name in settings.controls]
-        layout.prop_menu_enum(settings, "controls", text=", ".join(chosen) or "Choose 2 to 6 controls")
+        text = ", ".join(chosen) or iface_("Choose 2 to 6 controls")
+        layout.prop_menu_enum(settings, "controls", text=text, translate=False)
         row = layout.row(align=True)
         row.prop(settings, "reliability")
         row.prop(settings, "seed")
@@ -475,19 +478,23 @@ class RIGSTYLE_PT_preference(bpy.types.Panel):
             return
         if session is None:
             return
-        layout.label(text=f"Query {len(session.answers) + 1}: A left, B right in {CANDIDATES_IMAGE!r}")
+        query = iface_("Query {number}: A left, B right in {image}")
+        layout.label(
+            text=query.format(number=len(session.answers) + 1, image=CANDIDATES_IMAGE), translate=False
+        )
         row = layout.row(align=True)
         for choice, label in (("A", "A"), ("B", "B"), ("NONE", "Can't Tell")):
             row.operator(RIGSTYLE_OT_preference_answer.bl_idname, text=label).choice = choice
         mean, covariance = session.estimate()
         column = layout.column(align=True)
         for name, value, variance in zip(session.controls, mean, np.diag(covariance), strict=True):
-            column.label(text=f"{name}: {value:.2f} ± {np.sqrt(max(variance, 0.0)):.2f}")
+            sd = float(np.sqrt(max(variance, 0.0)))
+            column.label(text=f"{name}: {value:.2f} ± {sd:.2f}", translate=False)  # names and numbers only
         row = layout.row(align=True)
         row.operator(RIGSTYLE_OT_preference_apply.bl_idname, text="Key on Frame").target = "FRAME"
         row.operator(RIGSTYLE_OT_preference_apply.bl_idname, text="Key over Range").target = "RANGE"
         if settings.status:
-            layout.label(text=settings.status)
+            layout.label(text=settings.status, translate=False)
 
 
 classes = (

@@ -63,8 +63,18 @@ print(json.dumps({
     "demo": sorted(demo),
     "new_objects": sorted(o.name for o in set(bpy.data.objects) - before),
     "torch_loaded": "torch" in sys.modules,
+    "operators": sorted(dir(bpy.ops.rigstyle)),
+    "panels": sorted(n for n in dir(bpy.types) if n.startswith("RIGSTYLE_PT_")),
 }))
 """
+
+
+OPERATORS = (  # what an animator finds in the menus and panels, by operator name
+    "add_demo_head", "reset_params", "randomize_params", "apply_expression_preset", "apply_hand_preset",
+    "transfer_emotion", "preference_start", "preference_answer", "preference_apply", "import_rig",
+    "import_take", "export_take", "render_shot", "preview",
+)  # fmt: skip
+PANELS = ("RIGSTYLE_PT_rig", "RIGSTYLE_PT_rig_presets", "RIGSTYLE_PT_rig_hands", "RIGSTYLE_PT_preference")
 
 
 # Acceptance: argv = zip, folder with only bpy and numpy, backend address, output folder. The installed
@@ -192,6 +202,8 @@ def test_installs_and_runs_in_blender_from_its_own_wheels(built: Path, tmp_path:
     assert report["demo"] == ["FINISHED"]
     assert {"RigStyle Demo Head Mesh", "RigStyle Demo Head Armature"} <= set(report["new_objects"])
     assert not report["torch_loaded"]
+    assert set(OPERATORS) <= set(report["operators"]), set(OPERATORS) - set(report["operators"])
+    assert set(PANELS) <= set(report["panels"]), set(PANELS) - set(report["panels"])
 
 
 def test_installed_extension_renders_a_refined_shot_into_the_compositor(
