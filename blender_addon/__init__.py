@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import expression, farm, live, operators, preference, preferences, ui
+from . import expression, farm, importers, live, operators, preference, preferences, ui
 
-MODULES = (preferences, ui, operators, farm, expression, preference)
+MODULES = (preferences, ui, operators, farm, expression, preference, importers)
 classes = tuple(cls for module in MODULES for cls in module.classes)
 
 

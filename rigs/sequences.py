@@ -7,6 +7,7 @@ A :class:`ParamSequence` holds per-frame rig parameters in the rig's own joint o
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def load_sequence(path: str | os.PathLike[str], fps: float | None = None) -> Par
             arrays = {key: np.asarray(npz[key]) for key in npz.files}
     except FileNotFoundError:
         raise RigError(f"{path}: no such sequence file") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a damaged .npz is a bad zip
         raise RigError(f"{path}: not a readable .npz sequence ({exc})") from None
     try:
         if "poses" in arrays:
@@ -105,9 +106,17 @@ def _amass(arrays: dict[str, np.ndarray], fps: float | None) -> ParamSequence:
         fps=float(rate) if rate is not None else float(fps),  # type: ignore[arg-type]
         pose=poses.reshape(frames, -1, 3),
         transl=_float(arrays, "trans"),
-        betas=_float(arrays, "betas").reshape(-1),
+        betas=_betas(_float(arrays, "betas"), frames),
         expression=expression,
     )
+
+
+def _betas(betas: np.ndarray, frames: int) -> np.ndarray:
+    """AMASS's (S,) identity (some files store (1, S)), or (T, S) per frame as ``save_sequence`` writes an
+    animated identity."""
+    if betas.ndim == 2 and betas.shape[0] == frames and frames > 1:
+        return betas
+    return betas.reshape(-1)
 
 
 def _flame_tracker(arrays: dict[str, np.ndarray], fps: float | None) -> ParamSequence:

@@ -25,6 +25,9 @@ CLASS_NAMES = (  # property groups are registered too, but not exposed in bpy.ty
     "RIGSTYLE_PT_render",
     "RIGSTYLE_OT_check_backend",
     "RIGSTYLE_OT_start_backend",
+    "RIGSTYLE_OT_import_rig",
+    "RIGSTYLE_OT_import_take",
+    "RIGSTYLE_OT_export_take",
 )
 
 

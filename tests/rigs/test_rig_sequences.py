@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -215,3 +217,25 @@ def test_resampling_keeps_constant_betas_and_lerps_per_frame_betas():
 def test_mismatched_sequence_dimensions_name_the_field(fields, message):
     with pytest.raises(RigError, match=message):
         ParamSequence(**{**REST, "pose": np.zeros((5, 2, 3)), **fields})
+
+
+def test_an_animated_identity_survives_save_and_load(tmp_path: Path) -> None:
+    frames = 4
+    sequence = ParamSequence(
+        fps=30.0,
+        pose=np.zeros((frames, 3, 3)),
+        transl=np.zeros((frames, 3)),
+        betas=np.arange(frames * 2, dtype=np.float64).reshape(frames, 2),
+        expression=np.zeros((frames, 0)),
+    )
+    save_sequence(tmp_path / "take.npz", sequence)
+    np.testing.assert_array_equal(load_sequence(tmp_path / "take.npz").betas, sequence.betas)
+
+
+def test_a_damaged_take_file_is_a_one_line_rig_error(tmp_path: Path) -> None:
+    good = tmp_path / "good.npz"
+    np.savez(good, poses=np.zeros((2, 9)), trans=np.zeros((2, 3)), betas=np.zeros(2), mocap_framerate=30.0)
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(good.read_bytes()[:40])
+    with pytest.raises(RigError, match="damaged.npz: not a readable .npz sequence"):
+        load_sequence(damaged)
