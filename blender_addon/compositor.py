@@ -1,7 +1,9 @@
 """Wire a shot's refined frames into the scene's compositor, with the plain render kept on a switch.
 
 The wiring: two image-sequence nodes, the refined frames and the plain render (the beauty pass), into a
-Switch node (on: refined) that feeds the compositor's output. Flip the switch to see the plain render.
+Switch node (on: refined) that feeds the compositor's output. Flip the switch (:func:`set_refined_switch`, the
+render panel's Refined / Plain toggle) to see the plain render; :func:`unwire` (*Restore Compositor*) gives
+the scene its own compositor back.
 No Render Layers node: rendering the composite reads the two sequences and does not re-render the scene.
 
 Feature detection picks one of two layouts:
@@ -106,6 +108,16 @@ def refined_switch(scene: bpy.types.Scene) -> bool | None:
     if node is None:
         return None
     return bool(node.check) if hasattr(node, "check") else bool(node.inputs["Switch"].default_value)
+
+
+def set_refined_switch(scene: bpy.types.Scene, on: bool) -> bool:
+    """Show the refined frames (``on``) or the plain render; False when the scene has no RigStyle switch."""
+    tree = _current_tree(scene)
+    node = tree.nodes.get(REFINED_SWITCH) if tree is not None else None
+    if node is None:
+        return False
+    _set_switch(node, on)
+    return True
 
 
 def _set_switch(node: bpy.types.Node, on: bool) -> None:

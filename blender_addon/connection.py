@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ DEFAULT_COMMAND = "rigstyle serve --address {address}"
 HEALTH_TIMEOUT = 3.0  # seconds a health check waits
 QUICK_CHECK_TIMEOUT = 2.0  # seconds the check before a shot or a preview waits: fail fast when none answers
 START_SECONDS = 180.0  # seconds a started local backend may take to answer (loading a generator)
+STOP_SECONDS = 30.0  # seconds a stopping local backend may take to drain and exit
 POLL_SECONDS = 0.5  # pause between health checks while waiting for a starting backend
 
 
@@ -121,6 +123,7 @@ class HealthCheck:
         until_healthy: keep asking for up to this many seconds until the backend answers ``ok`` (after
             starting a local backend); 0: ask once.
         backend: the local backend being started: stop asking when its process exits.
+        after: run on the worker before asking (e.g. wait for a stopping backend to exit).
     """
 
     def __init__(
@@ -129,14 +132,17 @@ class HealthCheck:
         timeout: float = HEALTH_TIMEOUT,
         until_healthy: float = 0.0,
         backend: LocalBackend | None = None,
+        after: Callable[[], object] | None = None,
     ):
         self.settings = settings
-        self.waiting_for_start = until_healthy > 0
         self._health: Health | None = None
         self._done = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(timeout, until_healthy, backend), name="rigstyle-health", daemon=True
+            target=self._run,
+            args=(timeout, until_healthy, backend, after),
+            name="rigstyle-health",
+            daemon=True,
         )
         self._thread.start()
 
@@ -155,7 +161,15 @@ class HealthCheck:
         """Stop asking again (a check in flight still ends within its timeout)."""
         self._stop.set()
 
-    def _run(self, timeout: float, until_healthy: float, backend: LocalBackend | None) -> None:
+    def _run(
+        self,
+        timeout: float,
+        until_healthy: float,
+        backend: LocalBackend | None,
+        after: Callable[[], object] | None,
+    ) -> None:
+        if after is not None:
+            after()
         deadline = time.monotonic() + until_healthy
         while True:
             health = check_health(self.settings, timeout)
@@ -185,6 +199,14 @@ class LocalBackend:
         """Ask it to stop (SIGTERM: it drains its queue, then exits); returns at once."""
         if self.running():
             self.process.terminate()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the process to exit; whether it has."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
 
 def start_local_backend(settings: BackendSettings) -> LocalBackend:

@@ -112,6 +112,7 @@ class RIGSTYLE_OT_farm(bpy.types.Operator):
 
     bl_idname = "rigstyle.farm"
     bl_label = "RigStyle Farm Stage"
+    bl_options = {"INTERNAL"}  # for farm scripts (`rigstyle render`, Flamenco), not the F3 search
 
     stage: bpy.props.EnumProperty(  # type: ignore[valid-type]
         name="Stage",

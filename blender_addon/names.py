@@ -22,6 +22,7 @@ PLAIN_IMAGE = "RigStyle Plain Render"  # image (and compositor node) of the plai
 REFINED_SWITCH = "RigStyle Refined Switch"  # compositor Switch node: on shows refined, off the plain render
 PREVIOUS_COMPOSITOR_PROP = "rigstyle_previous_compositor"  # scene custom property: what wiring replaced
 PREVIEW_IMAGE = "RigStyle Preview"  # image the live preview writes into
+RENDER_SETTINGS_PROP = "rigstyle_render"  # Scene pointer property: RIGSTYLE_PG_render (preview, shot output)
 CANDIDATES_IMAGE = "RigStyle A or B"  # image of the "A or B?" search: candidate A left, B right
 CORRECTIVE_KEY = "pose_correctives"  # shape key (value 1) rewritten on every frame with the pose correctives
 # The live-rig arrays live in a Text datablock that no object uses, so the depsgraph never copies them.

@@ -329,7 +329,7 @@ def _show_query(operator: bpy.types.Operator, context: bpy.types.Context) -> set
     objects, space = found
     a, b = session.next_query()
     backend = backend_settings(context) if settings.refine else None
-    scale = float(getattr(context.window_manager, "rigstyle_preview_scale", 100)) / 100.0
+    scale = context.scene.rigstyle_render.preview_scale / 100.0  # the render panel's Preview Size
     try:
         candidates = render_candidates(
             context.scene, objects, (session.offset(space, a), session.offset(space, b)), backend, scale

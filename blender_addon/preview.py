@@ -7,10 +7,15 @@ older unsent one is dropped, an older one in flight is cancelled). Results are t
 - in the GUI, by :func:`tick`, which a ``bpy.app.timers`` timer runs while a preview is pending or auto
   mode is on; in auto mode it also requests a new preview whenever the frame or a rig parameter changed;
 - in background mode, where timers never fire, by :meth:`PreviewSession.wait`, which blocks.
+
+Each request also starts a quick health check (on its own thread): when no backend answers, the request
+ends with a ``not_running`` error within seconds instead of waiting out the per-frame timeout. The preview
+image is packed, so it is saved with the .blend; Image Editors pinned to another image are left alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,14 +25,15 @@ import bpy
 import numpy as np
 
 from neural_backend.client.preview import PreviewClient, PreviewResult
-from neural_backend.client.results import BackendTimeout
+from neural_backend.client.results import BackendError, BackendTimeout
 from neural_backend.protocol.passes import RefinedFrame
 
-from .connection import BackendSettings
-from .names import PREVIEW_IMAGE
+from .connection import QUICK_CHECK_TIMEOUT, BackendSettings, HealthCheck
+from .names import PREVIEW_IMAGE, RENDER_SETTINGS_PROP
 from .render_passes import render_frame_passes
 from .rig_builder import RigObjects
 from .rig_params import read_params
+from .shot import running_job
 from .ui import context_rig
 
 TICK_SECONDS = 0.2  # how often the GUI timer looks for results and changes
@@ -48,9 +54,11 @@ class PreviewSession:
         self.settings = settings
         self.scale = scale  # share of the scene's render size the preview renders at
         self.client = PreviewClient(settings.address, settings.token, settings.frame_timeout)
+        self._base = 0  # request numbers of earlier connections (see _reconnect)
         self.requests: list[PreviewRequest] = []
         self.shown: PreviewResult | None = None  # the newest result taken
         self.signature: bytes | None = None  # frame and rig parameters of the newest request
+        self.check: HealthCheck | None = None  # the newest request's health check
         self.passes_dir = Path(tempfile.mkdtemp(prefix="rigstyle-preview-"))
 
     @property
@@ -61,6 +69,7 @@ class PreviewSession:
 
     def request(self, scene: bpy.types.Scene, objects: RigObjects) -> PreviewRequest:
         """Render the current frame's passes (at ``scale``) and submit them; returns at once."""
+        self.check = HealthCheck(self.settings, timeout=QUICK_CHECK_TIMEOUT)  # runs while the passes render
         frame = scene.frame_current
         saved = scene.render.resolution_percentage
         scene.render.resolution_percentage = max(1, round(saved * self.scale))
@@ -69,19 +78,41 @@ class PreviewSession:
         finally:
             scene.render.resolution_percentage = saved
         self.signature = signature(scene, objects)
-        request = PreviewRequest(self.client.submit(passes), frame)
+        request = PreviewRequest(self._base + self.client.submit(passes), frame)
         self.requests.append(request)
         return request
 
     def take(self) -> PreviewResult | None:
-        """The newest result not taken yet, shown in the preview image; None when nothing new arrived."""
+        """The newest result not taken yet, shown in the preview image; None when nothing new arrived.
+
+        When the health check found no backend, the newest request ends with that error at once.
+        """
         result = self.client.poll()
+        if result is not None:
+            result = dataclasses.replace(result, number=result.number + self._base)
+        if result is None:
+            result = self._unreachable()
+            if result is not None:
+                self._reconnect()  # the request in flight waits on nobody: drop it with its connection
         if result is None:
             return None
         self.shown = result
         if result.frame is not None:
             show(result.frame)
         return result
+
+    def _reconnect(self) -> None:
+        self.client.close(timeout=0.1)  # its worker ends by itself once its request gives up
+        self._base = self.requests[-1].number if self.requests else 0
+        self.client = PreviewClient(self.settings.address, self.settings.token, self.settings.frame_timeout)
+
+    def _unreachable(self) -> PreviewResult | None:
+        """An error result for the newest request when its health check found no backend, else None."""
+        health = self.check.result() if self.check is not None else None
+        if not self.pending or health is None or health.ok:
+            return None
+        code = "unavailable" if health.fields else "not_running"  # draining, or nothing answers
+        return PreviewResult(self.requests[-1].number, error=BackendError(code, health.summary))
 
     def wait(self, timeout: float | None = None) -> PreviewResult:
         """Block until the newest request's result arrives (background mode) and show it.
@@ -113,7 +144,8 @@ def signature(scene: bpy.types.Scene, objects: RigObjects) -> bytes:
 
 
 def show(refined: RefinedFrame) -> bpy.types.Image:
-    """Write the refined frame (linear RGB) into the preview image and show it in every Image Editor."""
+    """Write the refined frame (linear RGB) into the preview image, pack it (saved with the .blend) and show
+    it in every Image Editor not pinned to another image."""
     height, width = refined.image.shape[:2]
     image = bpy.data.images.get(PREVIEW_IMAGE)
     if image is None or tuple(image.size) != (width, height):
@@ -124,10 +156,13 @@ def show(refined: RefinedFrame) -> bpy.types.Image:
     rgba[..., :3] = refined.image
     image.pixels.foreach_set(rgba[::-1].ravel())
     image.update()
-    for window in bpy.context.window_manager.windows:  # none in background mode
+    image.pack()  # a generated image is lost on save otherwise
+    image.use_fake_user = True  # saved even when no Image Editor shows it
+    for window in bpy.context.window_manager.windows:
         for area in window.screen.areas:
-            if area.type == "IMAGE_EDITOR":
-                area.spaces.active.image = image
+            space = area.spaces.active
+            if area.type == "IMAGE_EDITOR" and not space.use_image_pin:
+                space.image = image
                 area.tag_redraw()
     return image
 
@@ -179,17 +214,30 @@ def ensure_timer() -> None:
         bpy.app.timers.register(_timer, first_interval=TICK_SECONDS, persistent=True)
 
 
+def auto_preview(context: bpy.types.Context) -> bool:
+    """Whether auto preview follows changes now: on for the scene, and no refined shot rendering (whose
+    frames change as it renders them)."""
+    return _auto_on(context) and running_job() is None
+
+
+def _auto_on(context: bpy.types.Context) -> bool:
+    settings = getattr(context.scene, RENDER_SETTINGS_PROP, None)
+    return bool(settings is not None and settings.preview_auto)
+
+
 def _timer() -> float | None:
     context = bpy.context
-    auto = bool(getattr(context.window_manager, "rigstyle_preview_auto", False))
     try:
-        result = tick(context.scene, context_rig(context), auto)
+        result = tick(context.scene, context_rig(context), auto_preview(context))
     except Exception as exc:  # a render that failed must not kill the timer: say so, keep previewing
         context.window_manager.rigstyle_preview_status = f"preview failed: {exc}"
         result = None
-    if result is not None and result.error is not None:
+    current = current_session()
+    if result is not None and result.error is not None and result.error.code == "not_running":
+        address = current.settings.address if current is not None else "?"
+        context.window_manager.rigstyle_preview_status = f"preview failed: no backend answers at {address}"
+    elif result is not None and result.error is not None:
         context.window_manager.rigstyle_preview_status = f"preview failed: {result.error.message}"
     elif result is not None and result.frame is not None:
         context.window_manager.rigstyle_preview_status = f"frame {result.frame.frame} previewed"
-    current = current_session()
-    return TICK_SECONDS if auto or (current is not None and current.pending) else None
+    return TICK_SECONDS if _auto_on(context) or (current is not None and current.pending) else None

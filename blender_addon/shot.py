@@ -9,7 +9,8 @@ on backends, runs on the job's worker thread.
   frames and Esc cancels (:meth:`ShotJob.cancel`).
 - Background mode has no timers: :func:`run_shot` steps the job to the end, blocking on the worker.
 
-The worker checks at once that a backend answers, so a shot fails before rendering anything when none does.
+The worker first checks that a backend answers (waiting at most ``QUICK_CHECK_TIMEOUT`` seconds per backend),
+and no pass is rendered before it has, so a shot with no backend fails within seconds and renders nothing.
 Frames the shot folder's manifest lists as finished are skipped unless ``overwrite``. The compositor is
 wired only once every frame is refined, so a failed or cancelled shot leaves it as it was (a failure while
 compositing puts it back).
@@ -39,7 +40,7 @@ from neural_backend.protocol.passes import EXTRA_PASSES, shot_metrics
 
 from .backend_errors import CANCELLED_MESSAGE, ShotError, explain
 from .compositor import unwire
-from .connection import BackendSettings
+from .connection import QUICK_CHECK_TIMEOUT, BackendSettings
 from .rig_builder import RigObjects
 from .stages import CompositeStage, PassesStage, RenderOutput
 
@@ -129,6 +130,8 @@ class ShotJob:
         self._composite: CompositeStage | None = None
         self._rendered = self._composited = 0
         self._refined = 0.0  # frames refined, plus the share of the current segment's optimisation
+        self._checked = False  # a backend answered: passes may render
+        self.started = time.monotonic()
         self._refine_started = 0.0  # perf_counter when the passes were done
         self._passes_done = threading.Event()
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -157,6 +160,33 @@ class ShotJob:
         refine = 1.0 if self.stage in (Stage.COMPOSITE, Stage.DONE) else min(1.0, self._refined / count)
         return min(1.0, (passes + refine + composite) / 3)
 
+    def eta(self) -> float | None:
+        """Seconds left, estimated from the time so far and :attr:`progress`; None until there is a basis."""
+        elapsed, share = time.monotonic() - self.started, self.progress
+        if self.finished or share < 0.01 or elapsed < 1.0:
+            return None
+        return elapsed * (1.0 - share) / share
+
+    def progress_text(self) -> str:
+        """Stage, frame and ETA for the UI, e.g. ``rendering passes: frame 3 of 10, about 0:42 left``."""
+        if self.finished:
+            return self.stage.value
+        if self.stage is Stage.PASSES and not self._checked:
+            return f"checking the backend at {', '.join(self.pool.backends)}"
+        count = len(self.frames)
+        if self.stage is Stage.PASSES:
+            done = len(self._passes.skipped) + self._rendered
+        elif self.stage is Stage.REFINE:
+            done = int(self._refined)
+        else:
+            done = self._composited + (len(self._composite.skipped) if self._composite is not None else 0)
+        text = f"{self.stage.value}: frame {min(count, done + 1)} of {count}"
+        eta = self.eta()
+        if eta is not None:
+            minutes, seconds = divmod(round(eta), 60)
+            text += f", about {minutes}:{seconds:02d} left"
+        return text
+
     def cancel(self) -> None:
         """Stop at the next step: no further frame is rendered, the backend's refinement is cancelled."""
         self._cancel.set()
@@ -169,10 +199,11 @@ class ShotJob:
         if self.finished:
             return False
         try:
-            self._drain_events(wait if self.stage is Stage.REFINE else 0.0)
+            waiting = self.stage is Stage.REFINE or (self.stage is Stage.PASSES and not self._checked)
+            self._drain_events(wait if waiting else 0.0)
             if self._cancel.is_set():
                 self._stop(Stage.CANCELLED, ShotError("cancelled", CANCELLED_MESSAGE))
-            elif self.stage is Stage.PASSES:
+            elif self.stage is Stage.PASSES and self._checked:
                 self._render_next_frame()
             elif self.stage is Stage.COMPOSITE:
                 self._composite_next_frame()
@@ -227,7 +258,10 @@ class ShotJob:
             while True:
                 events.append(self._events.get_nowait())
         for kind, payload in events:
-            if kind == "refined":
+            if kind == "checked":
+                self._checked = True
+                self.status = Stage.PASSES.value
+            elif kind == "refined":
                 self._take_refined()
             elif kind == "error":
                 raise payload
@@ -262,7 +296,10 @@ class ShotJob:
         """Worker: check a backend answers, wait for the passes, refine the shot; events go to the main
         thread."""
         try:
-            self.pool.release(self.pool.acquire())  # fail before rendering anything when none answers
+            # fail fast, before rendering anything, when none answers (the pool's own checks wait longer)
+            probe = BackendPool(list(self.pool.backends), self.pool.token, health_timeout=QUICK_CHECK_TIMEOUT)
+            probe.release(probe.acquire())
+            self._events.put(("checked", None))
             self._passes_done.wait()
             if self._cancel.is_set():
                 return
@@ -292,6 +329,19 @@ class ShotJob:
         self._refined = done + share * self.refine_settings.segment
         if step == steps or step % max(1, steps // 10) == 0:
             self.status = f"refining the shot: {phase} step {step}/{steps}"
+
+
+_running: list[ShotJob] = []  # the shot the add-on's Render operator is running (at most one)
+
+
+def running_job() -> ShotJob | None:
+    """The shot the Render operator is running; Render, Refined Preview and Restore Compositor wait for it."""
+    return _running[0] if _running else None
+
+
+def set_running(job: ShotJob | None) -> None:
+    """Record ``job`` as the shot the Render operator runs (None: it ended)."""
+    _running[:] = [job] if job is not None else []
 
 
 def run_shot(job: ShotJob) -> ShotResult:

@@ -33,7 +33,7 @@ def scene() -> Iterator[bpy.types.Scene]:
     addon_utils.enable("blender_addon", default_set=True, handle_error=None)
     scene = bpy.context.scene
     bpy.context.view_layer.objects.active = find_rig(scene).armature
-    bpy.context.window_manager.rigstyle_preview_scale = 100
+    scene.rigstyle_render.preview_scale = 100
     settings = settings_of(scene)
     settings.controls = {"happiness", "AU26"}
     settings.refine = False

@@ -45,7 +45,7 @@ def test_preview_operator_shows_the_refined_frame_with_the_cgi_skin(
     addon_utils.enable("blender_addon", default_set=True, handle_error=None)
     try:
         bpy.context.preferences.addons["blender_addon"].preferences.address = backend.address
-        bpy.context.window_manager.rigstyle_preview_scale = 100
+        scene.rigstyle_render.preview_scale = 100
         scene.frame_set(2)
         assert bpy.ops.rigstyle.preview() == {"FINISHED"}  # background mode: it waits for the result
         session = preview.current_session()

@@ -21,10 +21,13 @@ CLASS_NAMES = (  # property groups are registered too, but not exposed in bpy.ty
     "RIGSTYLE_OT_randomize_params",
     "RIGSTYLE_PT_rig",
     "RIGSTYLE_OT_render_shot",
+    "RIGSTYLE_OT_cancel_shot",
+    "RIGSTYLE_OT_restore_compositor",
     "RIGSTYLE_OT_preview",
     "RIGSTYLE_PT_render",
     "RIGSTYLE_OT_check_backend",
     "RIGSTYLE_OT_start_backend",
+    "RIGSTYLE_OT_stop_backend",
     "RIGSTYLE_OT_import_rig",
     "RIGSTYLE_OT_import_take",
     "RIGSTYLE_OT_export_take",
@@ -42,7 +45,7 @@ def test_register_add_demo_head_unregister() -> None:
         assert all(hasattr(bpy.types, name) for name in CLASS_NAMES)
         assert all(cls.is_registered for cls in blender_addon.classes)
         assert handler_names() == {"_on_frame_change_post", "_on_depsgraph_update_post"}
-        assert bpy.context.window_manager.rigstyle_preview_scale == 50
+        assert bpy.context.scene.rigstyle_render.preview_scale == 50
         assert bpy.ops.rigstyle.add_demo_head() == {"FINISHED"}
         armatures = [o for o in bpy.data.objects if o.type == "ARMATURE" and RIG_NAME_PROP in o]
         assert len(armatures) == 1
@@ -67,7 +70,7 @@ def test_register_add_demo_head_unregister() -> None:
     assert not any(hasattr(bpy.types, name) for name in CLASS_NAMES)
     assert not any(cls.is_registered for cls in blender_addon.classes)
     assert not hasattr(bpy.types.Object, "rigstyle")
-    assert not hasattr(bpy.types.WindowManager, "rigstyle_preview_auto")
+    assert not hasattr(bpy.types.Scene, "rigstyle_render")
     assert handler_names() == set()
 
 
