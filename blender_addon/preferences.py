@@ -35,6 +35,8 @@ _checks: list[HealthCheck] = []  # the health check in progress (at most one)
 _last: list[Health] = []  # the last health taken (at most one)
 _local: list[LocalBackend] = []  # backends this session started (the newest last)
 
+iface_ = bpy.app.translations.pgettext_iface  # translated UI text with values filled in after
+
 
 def refresh_health(
     settings: BackendSettings,
@@ -162,17 +164,20 @@ def draw_health(layout: bpy.types.UILayout) -> None:
     summary = health_summary()
     ok = health is not None and health.ok and not checking()
     icon = "SORTTIME" if checking() else "CHECKMARK" if ok else "ERROR"
-    row.label(text=f"Backend: {'ok' if ok else summary}", icon=icon)
+    text = iface_("Backend: {status}").format(status=iface_("ok") if ok else summary)
+    row.label(text=text, icon=icon, translate=False)
     row.operator(RIGSTYLE_OT_check_backend.bl_idname, text="", icon="FILE_REFRESH")
     row.operator(RIGSTYLE_OT_start_backend.bl_idname, text="", icon="PLAY")
     row.operator(RIGSTYLE_OT_stop_backend.bl_idname, text="", icon="SNAP_FACE")
     if ok:
         assert health is not None
         for line in health.details():
-            column.label(text=line)
+            column.label(text=line, translate=False)
     local = local_backend()
     if local is not None:
-        column.label(text=f"Local backend: {'running' if local.running() else 'stopped'} (log: {local.log})")
+        state = iface_("running") if local.running() else iface_("stopped")
+        text = iface_("Local backend: {state} (log: {log})").format(state=state, log=local.log)
+        column.label(text=text, translate=False)
 
 
 class RIGSTYLE_OT_check_backend(bpy.types.Operator):

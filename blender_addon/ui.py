@@ -517,7 +517,7 @@ GROUP_PANELS = tuple(_group_panel(group, label) for group, label, _ in GROUPS)
 
 
 class RIGSTYLE_OT_add_demo_head(bpy.types.Operator):
-    """Add the licence-free procedural demo head (mesh, armature, shape keys) at the 3D cursor"""
+    """Add the license-free procedural demo head (mesh, armature, shape keys) at the 3D cursor"""
 
     bl_idname = "rigstyle.add_demo_head"
     bl_label = "RigStyle Demo Head"
