@@ -20,6 +20,40 @@ def load_pixels(path: Path) -> np.ndarray:
     return pixels.reshape(height, width, 4)[::-1]
 
 
+def show_rgb(name: str, rgb: np.ndarray) -> bpy.types.Image:
+    """Write (H, W, 3) linear RGB into the float image ``name`` (made, or remade at a new size), pack it
+    (a generated image is lost on save otherwise; the fake user keeps it when no editor shows it) and show
+    it in every Image Editor not pinned to another image."""
+    height, width = rgb.shape[:2]
+    image = bpy.data.images.get(name)
+    if image is None or tuple(image.size) != (width, height):
+        if image is not None:
+            bpy.data.images.remove(image)
+        image = bpy.data.images.new(name, width, height, alpha=False, float_buffer=True)
+    rgba = np.ones((height, width, 4), dtype=np.float32)
+    rgba[..., :3] = rgb
+    image.pixels.foreach_set(rgba[::-1].ravel())
+    image.update()
+    image.pack()
+    image.use_fake_user = True
+    for window in bpy.context.window_manager.windows:  # none in background mode
+        for area in window.screen.areas:
+            space = area.spaces.active
+            if area.type == "IMAGE_EDITOR" and not space.use_image_pin:
+                space.image = image
+                area.tag_redraw()
+    return image
+
+
+def image_rgb(name: str) -> np.ndarray:
+    """(H, W, 3) float32 RGB of the image ``name`` in ``bpy.data``, top row first."""
+    image = bpy.data.images[name]
+    width, height = image.size
+    pixels = np.empty(width * height * 4, dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    return pixels.reshape(height, width, 4)[::-1, :, :3]
+
+
 def save_png(path: Path, rgb: np.ndarray) -> None:
     """Write (H, W, 3) display-encoded (sRGB) values in [0, 1] as an 8-bit PNG."""
     height, width = rgb.shape[:2]

@@ -17,7 +17,7 @@ from rigs.sequences import DEFAULT_TRACKER_FPS, load_sequence, save_sequence
 
 from .rig_builder import build_rig
 from .sequences import export_sequence, import_sequence, scene_fps
-from .ui import context_rig
+from .ui import context_rig, object_mode_poll, place_new_rig
 
 GENDER_ITEMS = [  # (identifier, label, description); the identifier lower-cased is rigs.load's gender
     ("FILE", "From File", "The gender the file states; in a folder, the neutral model"),
@@ -72,10 +72,7 @@ class RIGSTYLE_OT_import_rig(bpy.types.Operator, ImportHelper):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if context.mode != "OBJECT":
-            cls.poll_message_set("Switch to Object Mode to import a rig")
-            return False
-        return True
+        return object_mode_poll(cls, context, "to import a rig")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         path = Path(bpy.path.abspath(self.filepath))  # a folder when no file is picked: gender chooses
@@ -90,12 +87,7 @@ class RIGSTYLE_OT_import_rig(bpy.types.Operator, ImportHelper):
         except (rigs.RigError, OSError) as error:
             self.report({"ERROR"}, file_message(path, error))
             return {"CANCELLED"}
-        objects.armature.location = context.scene.cursor.location
-        for obj in context.selected_objects:
-            obj.select_set(False)
-        objects.armature.select_set(True)
-        objects.mesh.select_set(True)
-        context.view_layer.objects.active = objects.armature
+        place_new_rig(context, objects)
         self.report(
             {"INFO"},
             f"Imported {rig.name}: {rig.num_vertices} vertices, {rig.num_joints} joints, "

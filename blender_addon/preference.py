@@ -31,6 +31,7 @@ from rigs.sequences import continuous_quaternions, quaternions_from_rotvecs
 
 from .connection import BackendSettings, backend_settings, check_health
 from .expression import rig_expression_space
+from .images import image_rgb, show_rgb
 from .names import CANDIDATES_IMAGE, EXPRESSION_KEY_PREFIX
 from .overrides import temporarily
 from .render_passes import render_frame_passes
@@ -220,35 +221,17 @@ def _fcurves(owner: bpy.types.ID, paths: Sequence[str], components: int) -> list
 
 
 def show_side_by_side(candidates: Candidates) -> bpy.types.Image:
-    """Write A (left) and B (right) into :data:`CANDIDATES_IMAGE` and show it in every Image Editor."""
+    """A (left) and B (right) in :data:`CANDIDATES_IMAGE`, shown like the preview (``images.show_rgb``)."""
     a, b = candidates.a, candidates.b
-    height, width = a.shape[0], a.shape[1] + GAP + b.shape[1]
-    rgba = np.ones((height, width, 4), dtype=np.float32)
-    rgba[..., :3] = GAP_COLOUR
-    rgba[:, : a.shape[1], :3] = a
-    rgba[:, a.shape[1] + GAP :, :3] = b
-    image = bpy.data.images.get(CANDIDATES_IMAGE)
-    if image is None or tuple(image.size) != (width, height):
-        if image is not None:
-            bpy.data.images.remove(image)
-        image = bpy.data.images.new(CANDIDATES_IMAGE, width, height, alpha=False, float_buffer=True)
-    image.pixels.foreach_set(rgba[::-1].ravel())
-    image.update()
-    for window in bpy.context.window_manager.windows:  # none in background mode
-        for area in window.screen.areas:
-            if area.type == "IMAGE_EDITOR" and not area.spaces.active.use_image_pin:
-                area.spaces.active.image = image
-                area.tag_redraw()
-    return image
+    rgb = np.full((a.shape[0], a.shape[1] + GAP + b.shape[1], 3), GAP_COLOUR, dtype=np.float32)
+    rgb[:, : a.shape[1]] = a
+    rgb[:, a.shape[1] + GAP :] = b
+    return show_rgb(CANDIDATES_IMAGE, rgb)
 
 
 def candidate_pixels() -> np.ndarray:
     """The side-by-side image as (H, W, 3) linear RGB, top row first (for tests and scripts)."""
-    image = bpy.data.images[CANDIDATES_IMAGE]
-    width, height = image.size
-    pixels = np.empty(width * height * 4, np.float32)
-    image.pixels.foreach_get(pixels)
-    return pixels.reshape(height, width, 4)[::-1, :, :3]
+    return image_rgb(CANDIDATES_IMAGE)
 
 
 # ---- keying the estimate ---------------------------------------------------------------------------------
@@ -317,6 +300,21 @@ def _rig_and_space(
     except ExpressionError as error:
         operator.report({"ERROR"}, str(error))
         return None
+
+
+def _running_session(
+    operator: bpy.types.Operator, settings: RIGSTYLE_PG_preference
+) -> PreferenceSession | None:
+    """The running search, or None with the reason reported (not started, or a stored state that is not
+    a valid session)."""
+    try:
+        session = session_of(settings)
+    except PreferenceError as error:
+        operator.report({"ERROR"}, str(error))
+        return None
+    if session is None:
+        operator.report({"ERROR"}, "No A or B? search is running: press Start")
+    return session
 
 
 def _show_query(operator: bpy.types.Operator, context: bpy.types.Context) -> set[str]:
@@ -393,13 +391,7 @@ class RIGSTYLE_OT_preference_answer(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = settings_of(context.scene)
-        try:
-            session = session_of(settings)
-        except PreferenceError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
-        if session is None:
-            self.report({"ERROR"}, "No A or B? search is running: press Start")
+        if _running_session(self, settings) is None:
             return {"CANCELLED"}
         settings.answers += {"A": "a", "B": "b"}.get(self.choice, CAN_NOT_TELL)
         return _show_query(self, context) if self.show_next else {"FINISHED"}
@@ -426,12 +418,8 @@ class RIGSTYLE_OT_preference_apply(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         scene = context.scene
-        found = _rig_and_space(self, context)
-        try:
-            session = session_of(settings_of(scene))
-        except PreferenceError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
+        session = _running_session(self, settings_of(scene))
+        found = _rig_and_space(self, context) if session is not None else None
         if found is None or session is None:
             return {"CANCELLED"}
         objects, space = found

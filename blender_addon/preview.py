@@ -29,6 +29,7 @@ from neural_backend.client.results import BackendError, BackendTimeout
 from neural_backend.protocol.passes import RefinedFrame
 
 from .connection import QUICK_CHECK_TIMEOUT, BackendSettings, HealthCheck
+from .images import show_rgb
 from .names import PREVIEW_IMAGE, RENDER_SETTINGS_PROP
 from .render_passes import render_frame_passes
 from .rig_builder import RigObjects
@@ -144,27 +145,9 @@ def signature(scene: bpy.types.Scene, objects: RigObjects) -> bytes:
 
 
 def show(refined: RefinedFrame) -> bpy.types.Image:
-    """Write the refined frame (linear RGB) into the preview image, pack it (saved with the .blend) and show
-    it in every Image Editor not pinned to another image."""
-    height, width = refined.image.shape[:2]
-    image = bpy.data.images.get(PREVIEW_IMAGE)
-    if image is None or tuple(image.size) != (width, height):
-        if image is not None:
-            bpy.data.images.remove(image)
-        image = bpy.data.images.new(PREVIEW_IMAGE, width, height, alpha=False, float_buffer=True)
-    rgba = np.ones((height, width, 4), dtype=np.float32)
-    rgba[..., :3] = refined.image
-    image.pixels.foreach_set(rgba[::-1].ravel())
-    image.update()
-    image.pack()  # a generated image is lost on save otherwise
-    image.use_fake_user = True  # saved even when no Image Editor shows it
-    for window in bpy.context.window_manager.windows:
-        for area in window.screen.areas:
-            space = area.spaces.active
-            if area.type == "IMAGE_EDITOR" and not space.use_image_pin:
-                space.image = image
-                area.tag_redraw()
-    return image
+    """The refined frame (linear RGB) in the preview image, saved with the .blend and shown in every Image
+    Editor not pinned to another image."""
+    return show_rgb(PREVIEW_IMAGE, refined.image)
 
 
 # ---- the session of this Blender instance and the GUI timer --------------------------------------------

@@ -95,6 +95,29 @@ def _auto_key_frame(context: bpy.types.Context) -> int | None:
     return context.scene.frame_current if context.scene.tool_settings.use_keyframe_insert_auto else None
 
 
+def _key_frame(context: bpy.types.Context, key: bool) -> int | None:
+    """The frame a preset keys on: the current one when asked (``key``) or auto-keying is on."""
+    return context.scene.frame_current if key or _auto_key_frame(context) is not None else None
+
+
+def object_mode_poll(cls: type[bpy.types.Operator], context: bpy.types.Context, what: str) -> bool:
+    """True in Object Mode; else False, with the greyed-out button saying why (``what``: "to add a rig")."""
+    if context.mode != "OBJECT":
+        cls.poll_message_set(f"Switch to Object Mode {what}")
+        return False
+    return True
+
+
+def place_new_rig(context: bpy.types.Context, objects: RigObjects) -> None:
+    """A rig just built: at the 3D cursor, it alone selected, its armature active."""
+    objects.armature.location = context.scene.cursor.location
+    for obj in context.view_layer.objects:
+        obj.select_set(False)
+    objects.armature.select_set(True)
+    objects.mesh.select_set(True)
+    context.view_layer.objects.active = objects.armature
+
+
 # ---- rotations in each bone's own mode -------------------------------------------------------------------
 
 
@@ -340,7 +363,7 @@ class RIGSTYLE_OT_apply_expression_preset(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         objects = active_rig(context)
         assert objects is not None
-        key_at = context.scene.frame_current if self.key or _auto_key_frame(context) is not None else None
+        key_at = _key_frame(context, self.key)
         try:
             changed = apply_expression_preset(objects, self.preset, self.intensity, key_at)
         except ExpressionError as error:
@@ -379,7 +402,7 @@ class RIGSTYLE_OT_apply_hand_preset(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         objects = active_rig(context)
         assert objects is not None
-        key_at = context.scene.frame_current if self.key or _auto_key_frame(context) is not None else None
+        key_at = _key_frame(context, self.key)
         try:
             changed = apply_hand_preset(objects, self.preset, key_at)
         except rigs.RigError as error:
@@ -525,20 +548,12 @@ class RIGSTYLE_OT_add_demo_head(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if context.mode != "OBJECT":
-            cls.poll_message_set("Switch to Object Mode to add a rig")
-            return False
-        return True
+        return object_mode_poll(cls, context, "to add a rig")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         from .rig_builder import build_rig
 
-        objects = build_rig(rigs.demo_head(), "RigStyle Demo Head", context.collection)
-        objects.armature.location = context.scene.cursor.location
-        for obj in context.view_layer.objects:
-            obj.select_set(False)
-        objects.armature.select_set(True)
-        context.view_layer.objects.active = objects.armature
+        place_new_rig(context, build_rig(rigs.demo_head(), "RigStyle Demo Head", context.collection))
         return {"FINISHED"}
 
 

@@ -26,3 +26,15 @@ def backend() -> Iterator[BackendProcess]:
 @pytest.fixture(autouse=True)
 def empty_scene() -> None:
     bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+@pytest.fixture
+def addon() -> Iterator[bpy.types.AddonPreferences]:
+    """The add-on enabled as Blender enables it (its preferences yielded), disabled afterwards."""
+    import addon_utils  # Blender's own module: importable once bpy is
+
+    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
+    try:
+        yield bpy.context.preferences.addons["blender_addon"].preferences
+    finally:
+        addon_utils.disable("blender_addon", default_set=True)

@@ -4,7 +4,6 @@ the file, with the scene left as it was; the menu entries come and go with the a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import addon_utils
@@ -24,15 +23,6 @@ pytestmark = pytest.mark.blender
 TAKE_FRAMES = 13  # at 60 fps: 0.2 s, 7 frames at 30 fps
 COMPONENTS = {"num_betas": 10, "num_expressions": 10}  # a small SMPL-X rig builds fast
 DATA = ("objects", "meshes", "armatures", "actions", "shape_keys", "materials")
-
-
-@pytest.fixture
-def addon() -> Iterator[None]:
-    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
-    try:
-        yield
-    finally:
-        addon_utils.disable("blender_addon", default_set=True)
 
 
 def counts() -> dict[str, int]:

@@ -14,6 +14,7 @@ from serving_helpers import BackendProcess
 from blender_addon import preview
 from blender_addon.connection import BackendSettings
 from blender_addon.demo_job import build_demo_scene
+from blender_addon.images import image_rgb
 from blender_addon.names import EXPRESSION_KEY_PREFIX, PREVIEW_IMAGE
 from blender_addon.rig_params import shape_keys
 from blender_addon.ui import context_rig
@@ -32,11 +33,7 @@ def scene() -> Iterator[bpy.types.Scene]:
 
 
 def preview_pixels() -> np.ndarray:
-    image = bpy.data.images[PREVIEW_IMAGE]
-    width, height = image.size
-    pixels = np.empty(width * height * 4, np.float32)
-    image.pixels.foreach_get(pixels)
-    return pixels.reshape(height, width, 4)[::-1, :, :3]
+    return image_rgb(PREVIEW_IMAGE)
 
 
 def test_preview_operator_shows_the_refined_frame_with_the_cgi_skin(

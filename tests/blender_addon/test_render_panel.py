@@ -38,15 +38,6 @@ USER_NODE = "User Blur"  # a node of the user's own compositor
 
 
 @pytest.fixture
-def addon() -> Iterator[bpy.types.AddonPreferences]:
-    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
-    try:
-        yield bpy.context.preferences.addons["blender_addon"].preferences
-    finally:
-        addon_utils.disable("blender_addon", default_set=True)
-
-
-@pytest.fixture
 def demo() -> Iterator[bpy.types.AddonPreferences]:
     """The demo scene (built first: it loads factory settings, which disables add-ons), then the add-on."""
     build_demo_scene(2, 48, 48, samples=1)

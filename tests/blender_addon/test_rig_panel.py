@@ -5,10 +5,8 @@ action units) applied and keyed, SMPL-X hand presets, the demo head at the 3D cu
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import replace
 
-import addon_utils
 import bpy
 import mathutils
 import numpy as np
@@ -27,15 +25,6 @@ from rigs.pose import SMPLX_JOINT_NAMES, hand_preset
 
 pytestmark = pytest.mark.blender
 DEGREES = (10.0, -20.0, 30.0)
-
-
-@pytest.fixture
-def addon() -> Iterator[None]:
-    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
-    try:
-        yield
-    finally:
-        addon_utils.disable("blender_addon", default_set=True)
 
 
 def demo(context: bpy.types.Context) -> RigObjects:
