@@ -3,8 +3,6 @@ backend, and Start Local Backend starts a real ``rigstyle serve`` that disabling
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import addon_utils
 import bpy
 import pytest
@@ -18,56 +16,47 @@ from neural_backend.serving.ports import free_port
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 
-@pytest.fixture
-def prefs() -> Iterator[bpy.types.AddonPreferences]:
-    addon_utils.enable("blender_addon", default_set=True, handle_error=None)
-    try:
-        yield bpy.context.preferences.addons["blender_addon"].preferences
-    finally:
-        addon_utils.disable("blender_addon", default_set=True)
-
-
 def test_settings_come_from_the_preferences_and_default_without_the_addon(
-    prefs: bpy.types.AddonPreferences,
+    addon: bpy.types.AddonPreferences,
 ) -> None:
     # Start Local Backend serves the default generator (the shipped face prior): no --checkpoint pinned.
-    assert prefs.backend_command == "rigstyle serve --address {address}"
-    prefs.address, prefs.token, prefs.frame_timeout = " tcp://10.0.0.5:7600 ", "s3cret-token-123456", 30.0
+    assert addon.backend_command == "rigstyle serve --address {address}"
+    addon.address, addon.token, addon.frame_timeout = " tcp://10.0.0.5:7600 ", "s3cret-token-123456", 30.0
     assert backend_settings() == BackendSettings("tcp://10.0.0.5:7600", "s3cret-token-123456", 30.0)
     addon_utils.disable("blender_addon", default_set=True)
     assert backend_settings() == BackendSettings()  # headless scripts without the add-on enabled
 
 
 def test_health_check_reports_a_live_and_a_missing_backend(
-    backend: BackendProcess, prefs: bpy.types.AddonPreferences
+    backend: BackendProcess, addon: bpy.types.AddonPreferences
 ) -> None:
-    prefs.address = backend.address
+    addon.address = backend.address
     assert bpy.ops.rigstyle.check_backend() == {"FINISHED"}
     assert preferences.health_summary().startswith("ok: builtin-untrained at 32 px")
-    prefs.address = f"tcp://127.0.0.1:{free_port()}"
+    addon.address = f"tcp://127.0.0.1:{free_port()}"
     assert bpy.ops.rigstyle.check_backend() == {"CANCELLED"}
     assert preferences.health_summary().startswith("not reachable at tcp://127.0.0.1:")
 
 
 def test_start_local_backend_runs_the_command_and_disabling_stops_it(
-    prefs: bpy.types.AddonPreferences,
+    addon: bpy.types.AddonPreferences,
 ) -> None:
-    prefs.address = f"tcp://127.0.0.1:{free_port()}"
-    prefs.backend_command = "rigstyle serve --address {address} --echo"
+    addon.address = f"tcp://127.0.0.1:{free_port()}"
+    addon.backend_command = "rigstyle serve --address {address} --echo"
     assert bpy.ops.rigstyle.start_backend() == {"FINISHED"}
     local = preferences.local_backend()
-    assert local is not None and local.command[-3:] == ["--address", prefs.address, "--echo"]
-    health = wait_until_healthy(prefs.address, timeout=60, is_alive=local.running)
+    assert local is not None and local.command[-3:] == ["--address", addon.address, "--echo"]
+    health = wait_until_healthy(addon.address, timeout=60, is_alive=local.running)
     assert health["status"] == "ok"
     assert bpy.ops.rigstyle.start_backend() == {"CANCELLED"}, "one local backend at a time"
     addon_utils.disable("blender_addon", default_set=True)
     assert local.process.wait(timeout=30) is not None and not local.running()
 
 
-def test_a_backend_command_that_cannot_start_is_reported(prefs: bpy.types.AddonPreferences) -> None:
-    prefs.backend_command = "/nonexistent/rigstyle-server --address {address}"
+def test_a_backend_command_that_cannot_start_is_reported(addon: bpy.types.AddonPreferences) -> None:
+    addon.backend_command = "/nonexistent/rigstyle-server --address {address}"
     with pytest.raises(RuntimeError, match="cannot start the backend command '/nonexistent/rigstyle-server'"):
         bpy.ops.rigstyle.start_backend()
-    prefs.backend_command = "rigstyle serve 'unclosed"
+    addon.backend_command = "rigstyle serve 'unclosed"
     with pytest.raises(RuntimeError, match="backend command .*No closing quotation"):
         bpy.ops.rigstyle.start_backend()
